@@ -1,0 +1,3 @@
+"""queuectl: a command-line job queue for shell commands."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The command line: argument parsing in main.py, one module per group of commands."""

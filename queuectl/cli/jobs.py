@@ -1,0 +1,239 @@
+"""Commands about jobs: init-db, enqueue, list, show, status, wait, logs, dlq."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from queuectl.cli.context import open_cli_store
+from queuectl.cli.output import print_jobs, print_json, print_table, short_time, shorten
+from queuectl.domain import FINAL_STATES, JobState
+from queuectl.errors import InvalidInput, JobNotFound
+from queuectl.timeutil import humanize_age
+
+
+def init_db(args: argparse.Namespace) -> int:
+    store = open_cli_store(args)
+    print(f"Database ready at {store.description}")
+    return 0
+
+
+def _read_job_file(path: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+def enqueue(args: argparse.Namespace) -> int:
+    from queuectl import spec
+
+    if (args.job is None) == (args.file is None):
+        raise InvalidInput("give a job as JSON, or --file PATH, (not both)")
+    items = (
+        spec.load_batch(_read_job_file(args.file))
+        if args.file is not None
+        else [spec.load_json(args.job, what="job JSON")]
+    )
+    if not items:
+        raise InvalidInput("no jobs given")
+    store = open_cli_store(args)
+    config = store.config()
+    defaults = spec.SpecDefaults(
+        max_retries=config.max_retries, timeout=config.job_timeout, cwd=_cwd()
+    )
+    jobs = (
+        spec.parse_job_batch(items, defaults)
+        if args.file is not None
+        else [spec.parse_job_spec(items[0], defaults)]
+    )
+    ids = store.enqueue(jobs)
+    if args.json:
+        print_json(ids)
+    elif args.file is not None:
+        print(len(ids))
+    else:
+        print(ids[0])
+    return 0
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise InvalidInput(
+            'the current directory no longer exists: give "cwd" in the job'
+        ) from None
+
+
+def status(args: argparse.Namespace) -> int:
+    store = open_cli_store(args)
+    counts = store.counts()
+    lease = store.config().lease_seconds
+    now = store.now()
+    workers = [w for w in store.list_workers() if (now - w.heartbeat_at).total_seconds() < lease]
+    if args.json:
+        jobs = {state.value: counts[state] for state in JobState}
+        jobs["total"] = sum(counts.values())
+        print_json({"jobs": jobs, "workers": [w.to_json() for w in workers]})
+        return 0
+    print("Jobs:")
+    print_table(
+        ("STATE", "COUNT"),
+        [[state.value, str(counts[state])] for state in JobState]
+        + [["total", str(sum(counts.values()))]],
+    )
+    print()
+    if not workers:
+        print("Workers: none running")
+        return 0
+    print(f"Workers: {len(workers)}")
+    print_table(
+        ("WORKER", "HOST", "PID", "JOB", "HEARTBEAT", "STARTED"),
+        [
+            [
+                w.id,
+                w.host,
+                str(w.pid),
+                w.job_id or "-",
+                humanize_age((now - w.heartbeat_at).total_seconds()) + " ago",
+                short_time(w.started_at),
+            ]
+            for w in workers
+        ],
+    )
+    return 0
+
+
+def list_jobs(args: argparse.Namespace) -> int:
+    store = open_cli_store(args)
+    state = JobState(args.state) if args.state else None
+    jobs = store.list_jobs(state, args.limit)
+    if args.json:
+        print_json([job.to_json() for job in jobs])
+    else:
+        print_jobs(jobs, store.now())
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    store = open_cli_store(args)
+    job = store.get_job(args.id)
+    if job is None:
+        raise JobNotFound(args.id)
+    runs = store.get_runs(job.id)
+    if args.json:
+        document = job.to_json(show_env=args.show_env)
+        document["runs"] = [run.to_json() for run in runs]
+        print_json(document)
+        return 0
+    details = job.to_json(show_env=args.show_env)
+    for key in (
+        "id",
+        "state",
+        "attempts",
+        "max_retries",
+        "priority",
+        "run_at",
+        "timeout",
+        "cwd",
+        "created_at",
+        "updated_at",
+        "exit_code",
+        "last_error",
+        "worker_id",
+    ):
+        print(f"{key + ':':<13} {details[key] if details[key] is not None else '-'}")
+    env = details["env"]
+    print(f"{'env:':<13} " + (" ".join(f"{k}={v}" for k, v in env.items()) if env else "-"))
+    print(f"{'command:':<13} {job.command}")
+    print()
+    if not runs:
+        print("No attempts yet.")
+        return 0
+    rows = []
+    for run in runs:
+        duration = run.duration
+        if run.exit_code is not None:
+            result = f"exit {run.exit_code}"
+        elif run.signal is not None:
+            result = f"signal {run.signal}"
+        else:
+            result = "running" if run.finished_at is None else "-"
+        rows.append(
+            [
+                str(run.n),
+                short_time(run.started_at),
+                short_time(run.finished_at) if run.finished_at else "-",
+                f"{duration:.3f}s" if duration is not None else "-",
+                result,
+                run.worker_id or "-",
+                shorten(run.error or "-", 50),
+            ]
+        )
+    print_table(("RUN", "STARTED", "FINISHED", "DURATION", "RESULT", "WORKER", "ERROR"), rows)
+    return 0
+
+
+def wait(args: argparse.Namespace) -> int:
+    store = open_cli_store(args)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    waiting = list(dict.fromkeys(args.ids))
+    failed = False
+    while True:
+        still = []
+        for job_id in waiting:
+            job = store.get_job(job_id)
+            if job is None:
+                sys.stderr.write(f"Error: no job with id {job_id!r}\n")
+                failed = True
+            elif job.state in FINAL_STATES:
+                failed = failed or job.state is JobState.DEAD
+            else:
+                still.append(job_id)
+        waiting = still
+        if not waiting:
+            return 1 if failed else 0
+        if deadline is not None and time.monotonic() >= deadline:
+            sys.stderr.write(f"Error: timed out waiting for {', '.join(waiting)}\n")
+            return 124
+        pause = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+        store.wait_for_jobs(pause, lambda: False)
+
+
+def logs(args: argparse.Namespace) -> int:
+    from queuectl.cli.logs import show_logs
+
+    return show_logs(open_cli_store(args), args.id, args.attempt, args.follow)
+
+
+def dlq_list(args: argparse.Namespace) -> int:
+    store = open_cli_store(args)
+    jobs = store.list_jobs(JobState.DEAD)
+    if args.json:
+        print_json([job.to_json() for job in jobs])
+    else:
+        print_jobs(jobs, store.now())
+    return 0
+
+
+def dlq_retry(args: argparse.Namespace) -> int:
+    if args.all == bool(args.ids):
+        raise InvalidInput("give job ids or --all (not both)")
+    store = open_cli_store(args)
+    if args.all:
+        count = store.retry_all_dead()
+        print(f"{count} job(s) moved from the DLQ to pending.")
+        return 0
+    ids = list(dict.fromkeys(args.ids))
+    store.retry_dead(ids)
+    for job_id in ids:
+        print(f"Job {job_id!r} moved from the DLQ to pending.")
+    return 0

@@ -1,0 +1,193 @@
+"""Entry point: parse arguments, dispatch to a handler, map errors to exit codes.
+
+Start-up time matters (one `queuectl enqueue` per job is a common pattern), so
+this module imports only argparse; each handler module is imported when its
+command runs, and it imports only what that command needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any, NoReturn
+
+from queuectl import __version__
+
+STATES = ("pending", "processing", "completed", "failed", "dead")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the `Error:` line and exit code 2 of the contract."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"Error: {message}\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1 or value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0 or value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < 1e9:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds >= 0")
+    return value
+
+
+def _state(text: str) -> str:
+    if text.lower() not in STATES:
+        raise argparse.ArgumentTypeError(
+            f"invalid state {text!r} (choose from {', '.join(STATES)})"
+        )
+    return text.lower()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="queuectl",
+        description="A job queue for shell commands: background workers, retries with "
+        "exponential backoff, a dead letter queue.",
+    )
+    parser.add_argument("--version", action="version", version=f"queuectl {__version__}")
+    parser.add_argument("--db", help="database: a file path, sqlite:///path or postgresql://...")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(
+        group: Any, name: str, handler: str, help_text: str, json_flag: bool = False
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        return sub
+
+    command(commands, "init-db", "queuectl.cli.jobs:init_db", "create or migrate the database")
+
+    sub = command(
+        commands, "enqueue", "queuectl.cli.jobs:enqueue", "add a job (or many with --file)"
+    )
+    sub.add_argument(
+        "job", nargs="?", metavar="JSON", help='job spec, e.g. \'{"command":"echo hi"}\''
+    )
+    sub.add_argument("--file", "-f", metavar="PATH", help="JSON Lines or a JSON array; - = stdin")
+    sub.add_argument("--json", action="store_true", help="print the ids as JSON")
+
+    workers = command(commands, "worker", "", "start or stop workers")
+    worker_commands = workers.add_subparsers(
+        dest="worker_command", metavar="ACTION", parser_class=_Parser
+    )
+    worker_commands.required = True
+    sub = command(worker_commands, "start", "queuectl.cli.workers:start", "start workers")
+    sub.add_argument("--count", "-c", type=_positive_int, default=1, help="how many (default 1)")
+    sub.add_argument("--foreground", action="store_true", help="run attached until a signal")
+    sub = command(worker_commands, "stop", "queuectl.cli.workers:stop", "stop workers gracefully")
+    sub.add_argument("--timeout", type=_seconds, help="exit 1 if some still run after S seconds")
+    sub.add_argument("--no-wait", action="store_true", help="do not wait for them to exit")
+    sub.add_argument("--force", action="store_true", help="interrupt running jobs")
+    sub.add_argument("--all-hosts", action="store_true", help="ask every host's workers to stop")
+    sub = command(worker_commands, "run", "queuectl.cli.workers:run_one", argparse.SUPPRESS)
+    sub.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+
+    command(commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True)
+
+    sub = command(commands, "list", "queuectl.cli.jobs:list_jobs", "list jobs, oldest first", True)
+    sub.add_argument("--state", "-s", type=_state, help="only jobs in this state")
+    sub.add_argument("--limit", "-n", type=_non_negative_int, help="at most N jobs")
+
+    sub = command(commands, "show", "queuectl.cli.jobs:show", "one job and its attempts", True)
+    sub.add_argument("id", metavar="ID")
+    sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
+
+    sub = command(commands, "wait", "queuectl.cli.jobs:wait", "wait until jobs finish")
+    sub.add_argument("ids", nargs="+", metavar="ID")
+    sub.add_argument("--timeout", type=_seconds, help="give up after S seconds (exit 124)")
+
+    sub = command(commands, "logs", "queuectl.cli.jobs:logs", "captured output of a job")
+    sub.add_argument("id", metavar="ID")
+    sub.add_argument(
+        "--attempt", type=_positive_int, metavar="N", help="the Nth run, not the latest"
+    )
+    sub.add_argument("--follow", action="store_true", help="stream until the run ends")
+
+    dlq = command(commands, "dlq", "", "the dead letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", parser_class=_Parser)
+    dlq_commands.required = True
+    command(dlq_commands, "list", "queuectl.cli.jobs:dlq_list", "list dead jobs", True)
+    sub = command(dlq_commands, "retry", "queuectl.cli.jobs:dlq_retry", "move dead jobs to pending")
+    sub.add_argument("ids", nargs="*", metavar="ID")
+    sub.add_argument("--all", action="store_true", help="every dead job")
+
+    config = command(commands, "config", "", "persistent settings")
+    config_commands = config.add_subparsers(
+        dest="config_command", metavar="ACTION", parser_class=_Parser
+    )
+    config_commands.required = True
+    command(config_commands, "list", "queuectl.cli.settings:config_list", "every key", True)
+    sub = command(config_commands, "get", "queuectl.cli.settings:config_get", "one key")
+    sub.add_argument("key", metavar="KEY")
+    sub = command(config_commands, "set", "queuectl.cli.settings:config_set", "set a key")
+    sub.add_argument("key", metavar="KEY")
+    sub.add_argument("value", metavar="VALUE")
+
+    sub = command(
+        commands, "completion", "queuectl.cli.completion:print_script", "shell completion"
+    )
+    sub.add_argument("shell", choices=("bash", "zsh", "fish"))
+    return parser
+
+
+def _debug_enabled(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("QUEUECTL_DEBUG", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(arguments)
+    module_name, _, function_name = args.handler.partition(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    from queuectl.errors import QueuectlError
+
+    try:
+        return int(handler(args) or 0)
+    except QueuectlError as exc:
+        if _debug_enabled(arguments):
+            raise
+        sys.stderr.write(f"Error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("Error: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # `queuectl list | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if _debug_enabled(arguments):
+            raise
+        sys.stderr.write(f"Error: unexpected {type(exc).__name__}: {exc} (rerun with --debug)\n")
+        return 1

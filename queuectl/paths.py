@@ -1,0 +1,68 @@
+"""Where the data lives: QUEUECTL_HOME, the database URL, private file modes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from queuectl.errors import InvalidInput, StoreUnavailable
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def queuectl_home() -> Path:
+    """QUEUECTL_HOME, default ~/.queuectl (the original system's directory)."""
+    configured = os.environ.get("QUEUECTL_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".queuectl"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create the directory 0700 whatever the umask; tighten it if it already exists."""
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:
+            path.chmod(PRIVATE_DIR_MODE)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot create data directory {path}: {exc.strerror}") from None
+    return path
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    """A parsed database address. `url` is safe to print (no password)."""
+
+    kind: str  # "sqlite" or "postgresql"
+    path: Path | None  # for sqlite
+    dsn: str | None  # for postgresql, with the password: never print it
+    url: str
+
+
+def resolve_database(explicit: str | None = None) -> DatabaseLocation:
+    """--db, else QUEUECTL_DB, else QUEUECTL_HOME/queue.db."""
+    raw = explicit or os.environ.get("QUEUECTL_DB") or ""
+    if not raw:
+        path = queuectl_home() / "queue.db"
+        return DatabaseLocation("sqlite", path, None, str(path))
+    if raw.startswith(("postgresql://", "postgres://")):
+        return DatabaseLocation("postgresql", None, raw, redact_url(raw))
+    if raw.startswith("sqlite:///"):
+        raw = raw[len("sqlite://") :]
+    elif "://" in raw:
+        raise InvalidInput(
+            f"unsupported database URL {redact_url(raw)!r}: use a file path, sqlite:///path "
+            "or postgresql://..."
+        )
+    path = Path(raw).expanduser().absolute()
+    return DatabaseLocation("sqlite", path, None, str(path))
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of scheme://user:password@host/..."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"

@@ -1,0 +1,127 @@
+"""Configuration keys: their defaults and the rules their values obey. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from queuectl.errors import InvalidInput
+
+INT64_MAX = 2**63 - 1
+
+
+def _parse_int(text: str) -> int:
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an integer") from None
+    if abs(value) > INT64_MAX:
+        raise InvalidInput(f"{text!r} is out of range")
+    return value
+
+
+def _parse_number(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or abs(value) > 1e12:
+        raise InvalidInput(f"{text!r} is out of range")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: str
+    parse: Callable[[str], float]
+    minimum: float
+    minimum_inclusive: bool
+    help: str
+
+    def validate(self, text: str) -> str:
+        """Return the canonical text of a valid value; raise InvalidInput otherwise."""
+        try:
+            value = self.parse(text)
+        except InvalidInput as exc:
+            raise InvalidInput(f"invalid value for {self.key}: {exc}") from None
+        too_small = value < self.minimum if self.minimum_inclusive else value <= self.minimum
+        if too_small:
+            relation = ">=" if self.minimum_inclusive else ">"
+            raise InvalidInput(
+                f"invalid value for {self.key}: {text!r} (must be {relation} {_fmt(self.minimum)})"
+            )
+        return _fmt(value)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+SETTINGS: dict[str, Setting] = {
+    s.key: s
+    for s in (
+        Setting("max_retries", "3", _parse_int, 0, True, "runs per job in all (0 counts as 1)"),
+        Setting("backoff_base", "2", _parse_number, 1, True, "retry delay = base^n seconds"),
+        Setting("backoff_max", "3600", _parse_number, 0, False, "cap on the retry delay, seconds"),
+        Setting("job_timeout", "0", _parse_number, 0, True, "default job timeout, 0 = none"),
+        Setting("lease_seconds", "30", _parse_number, 1, True, "silence before a job is recovered"),
+        Setting("poll_interval", "1", _parse_number, 0, False, "longest idle sleep, seconds"),
+        Setting("output_limit", "1048576", _parse_int, 0, True, "bytes of output kept per attempt"),
+    )
+}
+
+
+def normalize_key(key: str) -> str:
+    """`max-retries` and `max_retries` name the same key."""
+    return key.strip().lower().replace("-", "_")
+
+
+def lookup(key: str) -> Setting:
+    setting = SETTINGS.get(normalize_key(key))
+    if setting is None:
+        known = ", ".join(SETTINGS)
+        raise InvalidInput(f"unknown config key {key!r} (known keys: {known})")
+    return setting
+
+
+@dataclass(frozen=True)
+class Config:
+    """Effective settings, typed. Built from stored overrides over the defaults."""
+
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    job_timeout: float
+    lease_seconds: float
+    poll_interval: float
+    output_limit: int
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, str]) -> Config:
+        values = effective_values(stored)
+        return cls(
+            max_retries=int(values["max_retries"]),
+            backoff_base=float(values["backoff_base"]),
+            backoff_max=float(values["backoff_max"]),
+            job_timeout=float(values["job_timeout"]),
+            lease_seconds=float(values["lease_seconds"]),
+            poll_interval=float(values["poll_interval"]),
+            output_limit=int(values["output_limit"]),
+        )
+
+
+def effective_values(stored: Mapping[str, str]) -> dict[str, str]:
+    """Every key with its effective text value; invalid stored values fall back to defaults."""
+    values = {}
+    for key, setting in SETTINGS.items():
+        text = stored.get(key)
+        if text is None:
+            values[key] = setting.default
+            continue
+        try:
+            values[key] = setting.validate(text)
+        except InvalidInput:
+            values[key] = setting.default
+    return values

@@ -1,0 +1,268 @@
+"""The job spec: strict JSON parsing and validation of what `enqueue` accepts. Pure."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from queuectl.domain import NewJob
+from queuectl.errors import InvalidInput
+from queuectl.settings import INT64_MAX
+from queuectl.timeutil import parse_timestamp
+
+MAX_ID_LENGTH = 200
+MAX_COMMAND_BYTES = 1024 * 1024
+MAX_ENV_BYTES = 1024 * 1024
+# Far enough for any real schedule, short enough that now + delay never overflows.
+MAX_DELAY_SECONDS = 100 * 365 * 86_400
+MAX_TIMEOUT_SECONDS = 100 * 365 * 86_400
+
+SPEC_FIELDS = (
+    "id",
+    "command",
+    "max_retries",
+    "priority",
+    "run_at",
+    "delay",
+    "timeout",
+    "cwd",
+    "env",
+)
+# The original system's users send the whole job record; these fit a new job only as below.
+LEGACY_FIELDS = ("state", "attempts", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class SpecDefaults:
+    """What a field takes when the spec leaves it out (from config and the caller)."""
+
+    max_retries: int
+    timeout: float
+    cwd: str
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidInput(f"duplicate key {key!r} in JSON object")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidInput(f"{name} is not valid JSON")
+
+
+def load_json(text: str, *, what: str = "JSON") -> Any:
+    """Parse JSON strictly: no duplicate keys, no NaN/Infinity. Raises InvalidInput."""
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"invalid {what}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidInput(f"invalid {what}: nested too deeply") from None
+
+
+def load_batch(text: str) -> list[Any]:
+    """A JSON array of job objects, or JSON Lines (one object per non-blank line)."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        items = load_json(text)
+        if not isinstance(items, list):
+            raise InvalidInput("invalid job file: expected a JSON array or JSON Lines")
+        return items
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            items.append(load_json(line, what=f"JSON on line {number}"))
+    return items
+
+
+def new_job_id() -> str:
+    """64 random bits in hex: short enough to type, unique in practice."""
+    return uuid.uuid4().hex[:16]
+
+
+def validate_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'id' must be a string, not {_type_name(value)}")
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise InvalidInput(f"'id' must be 1-{MAX_ID_LENGTH} characters long")
+    if value.startswith("-"):
+        raise InvalidInput("'id' must not start with '-'")
+    for char in value:
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            raise InvalidInput(f"'id' must not contain whitespace or control characters ({char!r})")
+    return value
+
+
+def _validate_command(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'command' must be a string, not {_type_name(value)}")
+    if not value.strip():
+        raise InvalidInput("'command' must not be blank")
+    if "\0" in value:
+        raise InvalidInput("'command' must not contain a NUL character")
+    if len(_utf8(value, "command")) > MAX_COMMAND_BYTES:
+        raise InvalidInput(f"'command' is longer than {MAX_COMMAND_BYTES} bytes")
+    return value
+
+
+def _validate_int(name: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name!r} must be an integer, not {_type_name(value)}")
+    if abs(value) > INT64_MAX:
+        raise InvalidInput(f"{name!r} is outside the 64-bit integer range")
+    if minimum is not None and value < minimum:
+        raise InvalidInput(f"{name!r} must be >= {minimum}")
+    return value
+
+
+def _validate_seconds(name: str, value: Any, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{name!r} must be a number of seconds, not {_type_name(value)}")
+    if isinstance(value, int) and abs(value) > INT64_MAX:
+        raise InvalidInput(f"{name!r} is outside the 64-bit integer range")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidInput(f"{name!r} must be a number >= 0")
+    if seconds > maximum:
+        raise InvalidInput(f"{name!r} must be at most {maximum:.0f} seconds")
+    return seconds
+
+
+def _validate_cwd(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'cwd' must be a string, not {_type_name(value)}")
+    if not value or "\0" in value:
+        raise InvalidInput("'cwd' must be a non-empty path without NUL characters")
+    if not os.path.isabs(value):
+        raise InvalidInput(f"'cwd' must be an absolute path, not {value!r}")
+    _utf8(value, "cwd")
+    return value
+
+
+def _validate_env(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"'env' must be an object of strings, not {_type_name(value)}")
+    size = 0
+    for key, item in value.items():
+        if not key or "=" in key or "\0" in key:
+            raise InvalidInput(f"'env' has an invalid variable name {key!r}")
+        if not isinstance(item, str):
+            raise InvalidInput(f"'env' value of {key!r} must be a string, not {_type_name(item)}")
+        if "\0" in item:
+            raise InvalidInput(f"'env' value of {key!r} must not contain a NUL character")
+        size += len(_utf8(key, "env")) + len(_utf8(item, "env"))
+    if size > MAX_ENV_BYTES:
+        raise InvalidInput(f"'env' is larger than {MAX_ENV_BYTES} bytes")
+    return dict(value)
+
+
+def _check_legacy_fields(spec: dict[str, Any]) -> None:
+    if "state" in spec and spec["state"] != "pending":
+        raise InvalidInput("'state' of a new job can only be \"pending\"")
+    if "attempts" in spec and (
+        isinstance(spec["attempts"], bool)
+        or spec["attempts"] != 0
+        or not isinstance(spec["attempts"], int)
+    ):
+        raise InvalidInput("'attempts' of a new job can only be 0")
+    for name in ("created_at", "updated_at"):
+        if name in spec:
+            if not isinstance(spec[name], str):
+                raise InvalidInput(f"{name!r} must be a timestamp string")
+            parse_timestamp(spec[name])
+
+
+def parse_job_spec(
+    spec: Any, defaults: SpecDefaults, *, make_id: Callable[[], str] = new_job_id
+) -> NewJob:
+    """Validate one job spec (already parsed JSON). Raises InvalidInput naming the problem."""
+    if not isinstance(spec, dict):
+        raise InvalidInput(f"a job must be a JSON object, not {_type_name(spec)}")
+    unknown = [key for key in spec if key not in SPEC_FIELDS and key not in LEGACY_FIELDS]
+    if unknown:
+        allowed = ", ".join(SPEC_FIELDS)
+        raise InvalidInput(f"unknown field {unknown[0]!r} (allowed: {allowed})")
+    if "command" not in spec:
+        raise InvalidInput("'command' is required")
+    _check_legacy_fields(spec)
+    if "run_at" in spec and "delay" in spec:
+        raise InvalidInput("give either 'run_at' or 'delay', not both")
+
+    run_at = None
+    if "run_at" in spec:
+        if not isinstance(spec["run_at"], str):
+            raise InvalidInput(
+                f"'run_at' must be an ISO 8601 string, not {_type_name(spec['run_at'])}"
+            )
+        run_at = parse_timestamp(spec["run_at"])
+
+    return NewJob(
+        id=validate_id(spec["id"]) if "id" in spec else make_id(),
+        command=_validate_command(spec["command"]),
+        max_retries=(
+            _validate_int("max_retries", spec["max_retries"], minimum=0)
+            if "max_retries" in spec
+            else defaults.max_retries
+        ),
+        priority=_validate_int("priority", spec["priority"]) if "priority" in spec else 0,
+        run_at=run_at,
+        delay=_validate_seconds("delay", spec["delay"], MAX_DELAY_SECONDS)
+        if "delay" in spec
+        else 0.0,
+        timeout=(
+            _validate_seconds("timeout", spec["timeout"], MAX_TIMEOUT_SECONDS)
+            if "timeout" in spec
+            else defaults.timeout
+        ),
+        cwd=_validate_cwd(spec["cwd"]) if "cwd" in spec else defaults.cwd,
+        env=_validate_env(spec["env"]) if "env" in spec else {},
+    )
+
+
+def parse_job_batch(items: list[Any], defaults: SpecDefaults) -> list[NewJob]:
+    """Validate every job of a batch; a duplicate id inside the batch is invalid too."""
+    jobs: list[NewJob] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items, start=1):
+        try:
+            job = parse_job_spec(item, defaults)
+        except InvalidInput as exc:
+            raise InvalidInput(f"job {index}: {exc}") from None
+        if job.id in seen:
+            raise InvalidInput(f"job {index}: duplicate id {job.id!r} within the batch")
+        seen.add(job.id)
+        jobs.append(job)
+    return jobs
+
+
+def _utf8(text: str, name: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{name!r} is not valid Unicode (lone surrogate)") from None
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

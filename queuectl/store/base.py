@@ -1,0 +1,134 @@
+"""The store interface: the queue's operations in domain terms, never SQL.
+
+The CLI, the workers and the dashboard go through it; each backend implements
+it in its own module and the same contract tests run against every backend.
+Times come from the store's clock (the database clock on PostgreSQL), so
+hosts whose clocks differ still agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from queuectl.domain import (
+    Claim,
+    HeartbeatReply,
+    Job,
+    JobState,
+    NewJob,
+    Outcome,
+    RecoveredJob,
+    Run,
+    WorkerInfo,
+)
+from queuectl.settings import Config
+
+
+class Store(Protocol):
+    """Everything queuectl keeps. Methods raise queuectl.errors types only."""
+
+    description: str  # where the data is, safe to print
+
+    def close(self) -> None: ...
+
+    def now(self) -> datetime:
+        """The store's clock."""
+        ...
+
+    # --- configuration -------------------------------------------------------
+    def stored_config(self) -> dict[str, str]:
+        """The settings explicitly set, by canonical key."""
+        ...
+
+    def config(self) -> Config:
+        """Effective settings (stored values over defaults)."""
+        ...
+
+    def set_config(self, key: str, value: str) -> None:
+        """Store an already validated canonical key and value."""
+        ...
+
+    # --- producers -----------------------------------------------------------
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[str]:
+        """Add every job or none (DuplicateJob names the first clash); durable on return."""
+        ...
+
+    # --- inspection ------------------------------------------------------------
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def get_runs(self, job_id: str) -> list[Run]:
+        """Every attempt of the job, oldest first."""
+        ...
+
+    def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
+        """Jobs in enqueue order, oldest first."""
+        ...
+
+    def counts(self) -> dict[JobState, int]:
+        """Jobs per state, without scanning the jobs."""
+        ...
+
+    def next_run_at(self) -> datetime | None:
+        """The earliest run_at among jobs waiting to run (pending or failed)."""
+        ...
+
+    # --- dead letter queue ----------------------------------------------------
+    def retry_dead(self, job_ids: Sequence[str]) -> None:
+        """Move these dead jobs to pending with attempts 0: all or none.
+
+        JobNotFound / WrongState name the first id that cannot be retried.
+        """
+        ...
+
+    def retry_all_dead(self) -> int:
+        """Move every dead job to pending; return how many."""
+        ...
+
+    # --- workers ---------------------------------------------------------------
+    def register_worker(self, worker: WorkerInfo) -> None: ...
+
+    def unregister_worker(self, worker_id: str) -> None: ...
+
+    def heartbeat(self, worker_id: str) -> HeartbeatReply:
+        """Renew the worker's lease and learn whether it was asked to stop."""
+        ...
+
+    def request_stop(self, worker_ids: Sequence[str]) -> None:
+        """Ask workers (on any host) to finish their job and exit."""
+        ...
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Registered workers, with the job each holds."""
+        ...
+
+    def wait_for_jobs(self, timeout: float, should_stop: Callable[[], bool]) -> None:
+        """Sleep up to `timeout` s, returning early when the jobs may have changed.
+
+        A cheap change check (never a write lock), so an idle worker picks up
+        a new job within milliseconds at almost no cost.
+        """
+        ...
+
+    def claim(self, worker_id: str) -> Claim | None:
+        """Atomically take the next runnable job: priority, then run_at, then enqueue order."""
+        ...
+
+    def record_job_process(self, claim: Claim, host: str, pid: int, pid_start_time: int) -> None:
+        """Remember the job's process group so a recoverer on this host can end it."""
+        ...
+
+    def finish(self, claim: Claim, outcome: Outcome, output: bytes | None = None) -> bool:
+        """Record the attempt's outcome; False (nothing written) if the lease was lost."""
+        ...
+
+    def recover_expired(
+        self, lease_seconds: float, end_processes: Callable[[RecoveredJob], None]
+    ) -> list[RecoveredJob]:
+        """Take back jobs whose worker stopped heart-beating: a failed attempt, "worker lost".
+
+        `end_processes` is called for each such job before it becomes runnable
+        again, so the caller can end the lost run's processes on its own host.
+        """
+        ...

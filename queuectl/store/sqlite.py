@@ -1,0 +1,595 @@
+"""The SQLite store: the embedded default backend.
+
+WAL journal; every write in an explicit BEGIN IMMEDIATE taken with short
+jittered retries (Python's sqlite3 has no busy-handler hook, and SQLite's own
+handler sleeps ever longer); one connection per thread, never shared across
+fork; enqueues are fsynced before they are acknowledged.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from queuectl.domain import (
+    Claim,
+    HeartbeatReply,
+    Job,
+    JobState,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    RecoveredJob,
+    Run,
+    WorkerInfo,
+)
+from queuectl.errors import DuplicateJob, JobNotFound, StoreUnavailable, WrongState
+from queuectl.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
+from queuectl.retry import decide_after_failure
+from queuectl.settings import Config
+from queuectl.store.sqlite_schema import LATEST_VERSION, MIGRATIONS
+from queuectl.timeutil import from_micros, to_micros
+
+# How long a writer waits for the write lock before the command fails.
+LOCK_WAIT_LIMIT = 30.0
+# Each retry sleeps a random time up to this bound, so waiters do not march in step.
+_LOCK_RETRY_MAX_SLEEP = 0.002
+# An idle worker checks PRAGMA data_version this often: ~10 us of work each time.
+_CHANGE_CHECK_INTERVAL = 0.002
+# Settings are re-read at most this often by a long-lived connection.
+_CONFIG_TTL = 2.0
+
+_JOB_COLUMNS = (
+    "id, command, state, attempts, max_retries, priority, run_at, timeout, cwd, env, "
+    "created_at, updated_at, exit_code, last_error, worker_id, runs_total"
+)
+_RUNNABLE = "state IN ('pending', 'failed')"
+
+_CLAIM_SQL = f"""
+UPDATE jobs SET state = 'processing', worker_id = :worker, runs_total = runs_total + 1,
+                updated_at = :now
+WHERE seq = (SELECT seq FROM jobs WHERE {_RUNNABLE} AND run_at <= :now
+             ORDER BY priority DESC, run_at, seq LIMIT 1)
+RETURNING {_JOB_COLUMNS}
+"""
+
+_EXPIRED_SQL = """
+SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, r.host, r.pid, r.pid_start
+FROM jobs j
+LEFT JOIN workers w ON w.id = j.worker_id
+LEFT JOIN runs r ON r.job_id = j.id AND r.n = j.runs_total
+WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < :cutoff)
+"""
+
+T = TypeVar("T")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "locked" in message or "busy" in message
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreUnavailable:
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+        return StoreUnavailable(f"database {path} stayed locked for over {LOCK_WAIT_LIMIT:.0f}s")
+    if "readonly" in message or "read-only" in message:
+        return StoreUnavailable(f"database {path} is read-only: {message}")
+    if "full" in message:
+        return StoreUnavailable(f"no space left for database {path}: {message}")
+    if "not a database" in message or "malformed" in message:
+        return StoreUnavailable(f"database {path} is corrupt or not a queuectl database: {message}")
+    if "unable to open" in message:
+        return StoreUnavailable(f"cannot open database {path}: {message}")
+    return StoreUnavailable(f"database error on {path}: {message}")
+
+
+def _translating(method: Callable[..., T]) -> Callable[..., T]:
+    """Public methods raise queuectl errors only, never sqlite3's."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    return wrapper
+
+
+class SqliteStore:
+    """The store on one SQLite file. Create one per thread."""
+
+    def __init__(
+        self, path: Path, *, durable: bool = True, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = path
+        self.description = str(path)
+        self._clock = clock
+        self._config: Config | None = None
+        self._config_read_at = 0.0
+        try:
+            self._conn = self._connect(durable)
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from exc
+
+    # --- connection and schema ----------------------------------------------------
+    def _connect(self, durable: bool) -> sqlite3.Connection:
+        created = self._prepare_file()
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
+        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=0.002)
+        conn.execute("PRAGMA busy_timeout = 2")
+        # FULL syncs the WAL at every commit: an acknowledged enqueue survives power loss.
+        # A worker's bookkeeping may use NORMAL: a power loss can at worst re-run a job.
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        if created:
+            _fsync_directory(self.path.parent)
+        return conn
+
+    def _prepare_file(self) -> bool:
+        """Create the directory 0700 and the file 0600, whatever the umask."""
+        directory = self.path.parent
+        if not directory.exists():
+            try:
+                directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+                directory.chmod(PRIVATE_DIR_MODE)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create {directory}: {exc.strerror}") from None
+        created = False
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+            os.close(fd)
+            created = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create database {self.path}: {exc.strerror}") from None
+        for suffix in ("", "-wal", "-shm"):
+            _make_private(Path(f"{self.path}{suffix}"))
+        return created
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == LATEST_VERSION:
+            return
+        if version > LATEST_VERSION:
+            raise StoreUnavailable(
+                f"database {self.path} has schema version {version}, newer than this queuectl "
+                f"understands ({LATEST_VERSION}): upgrade queuectl"
+            )
+        tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables == 0:
+            # Only possible before the first table exists; lets purge give space back.
+            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        self._retry_busy(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+        imported_legacy = False
+        with self._write() as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, _description, apply in MIGRATIONS:
+                if number > current:
+                    if number == 1:
+                        imported_legacy = _has_table(conn, "jobs")
+                    apply(conn)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                        (number, self._now_us()),
+                    )
+            conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+        if imported_legacy:
+            # The original system's file had no auto_vacuum; VACUUM applies it now.
+            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            self._conn.execute("VACUUM")
+        for suffix in ("", "-wal", "-shm"):
+            _make_private(Path(f"{self.path}{suffix}"))
+
+    def _retry_busy(self, action: Callable[[], T]) -> T:
+        deadline = time.monotonic() + LOCK_WAIT_LIMIT
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.0001, _LOCK_RETRY_MAX_SLEEP))
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: BEGIN IMMEDIATE with jittered retries, then COMMIT."""
+        conn = self._conn
+        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            self._retry_busy(lambda: conn.execute("COMMIT"))
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    @_translating
+    def close(self) -> None:
+        self._conn.close()
+
+    def now(self) -> datetime:
+        return from_micros(self._now_us())
+
+    # --- configuration -------------------------------------------------------------
+    @_translating
+    def stored_config(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, value FROM config").fetchall())
+
+    def config(self) -> Config:
+        moment = time.monotonic()
+        if self._config is None or moment - self._config_read_at > _CONFIG_TTL:
+            self._config = Config.from_stored(self.stored_config())
+            self._config_read_at = moment
+        return self._config
+
+    @_translating
+    def set_config(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (key, value))
+        self._config = None
+
+    # --- producers -------------------------------------------------------------------
+    @_translating
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[str]:
+        now = self._now_us()
+        rows = [
+            (
+                job.id,
+                job.command,
+                job.max_retries,
+                job.priority,
+                to_micros(job.run_at) if job.run_at else now + int(job.delay * 1_000_000),
+                job.timeout,
+                job.cwd,
+                json.dumps(job.env, ensure_ascii=False),
+                now,
+                now,
+            )
+            for job in jobs
+        ]
+        with self._write() as conn:
+            try:
+                conn.executemany(
+                    "INSERT INTO jobs (id, command, state, max_retries, priority, run_at, timeout,"
+                    " cwd, env, created_at, updated_at) "
+                    "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError:
+                clash = self._first_existing([job.id for job in jobs])
+                raise DuplicateJob(clash) from None
+        return [job.id for job in jobs]
+
+    def _first_existing(self, ids: list[str]) -> str:
+        for job_id in ids:
+            if self._conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+                return job_id
+        return ids[0]
+
+    # --- inspection ----------------------------------------------------------------------
+    @_translating
+    def get_job(self, job_id: str) -> Job | None:
+        row = self._conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        return _job_from_row(row) if row else None
+
+    @_translating
+    def get_runs(self, job_id: str) -> list[Run]:
+        rows = self._conn.execute(
+            "SELECT job_id, n, started_at, finished_at, exit_code, signal, error, worker_id "
+            "FROM runs WHERE job_id = ? ORDER BY n",
+            (job_id,),
+        ).fetchall()
+        return [
+            Run(
+                job_id=row[0],
+                n=row[1],
+                started_at=from_micros(row[2]),
+                finished_at=from_micros(row[3]) if row[3] is not None else None,
+                exit_code=row[4],
+                signal=row[5],
+                error=row[6],
+                worker_id=row[7],
+            )
+            for row in rows
+        ]
+
+    @_translating
+    def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        params: list[Any] = []
+        if state is not None:
+            sql += " WHERE state = ?"
+            params.append(state.value)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_job_from_row(row) for row in self._conn.execute(sql, params)]
+
+    @_translating
+    def counts(self) -> dict[JobState, int]:
+        rows = dict(self._conn.execute("SELECT state, n FROM job_counts").fetchall())
+        return {state: int(rows.get(state.value, 0)) for state in JobState}
+
+    @_translating
+    def next_run_at(self) -> datetime | None:
+        row = self._conn.execute(f"SELECT min(run_at) FROM jobs WHERE {_RUNNABLE}").fetchone()
+        return from_micros(row[0]) if row and row[0] is not None else None
+
+    # --- dead letter queue -------------------------------------------------------------
+    @_translating
+    def retry_dead(self, job_ids: Sequence[str]) -> None:
+        now = self._now_us()
+        with self._write() as conn:
+            for job_id in job_ids:
+                row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise JobNotFound(job_id)
+                if row[0] != JobState.DEAD.value:
+                    raise WrongState(f"job {job_id!r} is {row[0]}, not dead")
+                conn.execute(
+                    "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (now, now, job_id),
+                )
+
+    @_translating
+    def retry_all_dead(self) -> int:
+        now = self._now_us()
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ? "
+                "WHERE state = 'dead'",
+                (now, now),
+            )
+            return cursor.rowcount
+
+    # --- workers ------------------------------------------------------------------------
+    @_translating
+    def register_worker(self, worker: WorkerInfo) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO workers (id, host, pid, pid_start, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    worker.id,
+                    worker.host,
+                    worker.pid,
+                    worker.pid_start_time,
+                    to_micros(worker.started_at),
+                    self._now_us(),
+                ),
+            )
+
+    @_translating
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    @_translating
+    def heartbeat(self, worker_id: str) -> HeartbeatReply:
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE workers SET heartbeat_at = ? WHERE id = ? RETURNING stop_requested",
+                (self._now_us(), worker_id),
+            ).fetchone()
+        if row is None:
+            return HeartbeatReply.UNKNOWN
+        return HeartbeatReply.STOP if row[0] else HeartbeatReply.CONTINUE
+
+    @_translating
+    def request_stop(self, worker_ids: Sequence[str]) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE workers SET stop_requested = 1 WHERE id = ?", [(w,) for w in worker_ids]
+            )
+
+    @_translating
+    def list_workers(self) -> list[WorkerInfo]:
+        rows = self._conn.execute(
+            "SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at, "
+            "(SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1) "
+            "FROM workers w ORDER BY w.started_at, w.id"
+        ).fetchall()
+        return [
+            WorkerInfo(
+                id=row[0],
+                host=row[1],
+                pid=row[2],
+                pid_start_time=row[3],
+                started_at=from_micros(row[4]),
+                heartbeat_at=from_micros(row[5]),
+                job_id=row[6],
+            )
+            for row in rows
+        ]
+
+    def wait_for_jobs(self, timeout: float, should_stop: Callable[[], bool]) -> None:
+        """Poll PRAGMA data_version, which changes whenever another connection commits."""
+        deadline = time.monotonic() + timeout
+        try:
+            start = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(_CHANGE_CHECK_INTERVAL)
+                if self._conn.execute("PRAGMA data_version").fetchone()[0] != start:
+                    return
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    @_translating
+    def claim(self, worker_id: str) -> Claim | None:
+        now = self._now_us()
+        with self._write() as conn:
+            row = conn.execute(_CLAIM_SQL, {"worker": worker_id, "now": now}).fetchone()
+            if row is None:
+                return None
+            job = _job_from_row(row)
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at) VALUES (?, ?, ?, ?)",
+                (job.id, job.runs_total, worker_id, now),
+            )
+        return Claim(job=job, run_no=job.runs_total, started_at=from_micros(now))
+
+    @_translating
+    def record_job_process(self, claim: Claim, host: str, pid: int, pid_start_time: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET host = ?, pid = ?, pid_start = ? WHERE job_id = ? AND n = ?",
+                (host, pid, pid_start_time, claim.job.id, claim.run_no),
+            )
+
+    @_translating
+    def finish(self, claim: Claim, outcome: Outcome, output: bytes | None = None) -> bool:
+        now = self._now_us()
+        job = claim.job
+        with self._write() as conn:
+            # The fence: only the worker holding this very run may record its outcome.
+            row = conn.execute(
+                "SELECT attempts, max_retries FROM jobs "
+                "WHERE id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?",
+                (job.id, job.worker_id, claim.run_no),
+            ).fetchone()
+            if row is None:
+                return False
+            self._record_attempt(conn, job.id, claim.run_no, row[0], row[1], outcome, now, output)
+        return True
+
+    def _record_attempt(
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        run_no: int,
+        attempts: int,
+        max_retries: int,
+        outcome: Outcome,
+        now: int,
+        output: bytes | None,
+    ) -> None:
+        attempts += 1
+        if outcome.succeeded:
+            state, run_at = JobState.COMPLETED, None
+        else:
+            config = self.config()
+            decision = decide_after_failure(
+                attempts, max_retries, config.backoff_base, config.backoff_max
+            )
+            state, run_at = decision.state, now + int(decision.delay * 1_000_000)
+        conn.execute(
+            "UPDATE jobs SET state = ?, attempts = ?, run_at = coalesce(?, run_at), exit_code = ?,"
+            " last_error = ?, updated_at = ? WHERE id = ?",
+            (state.value, attempts, run_at, outcome.exit_code, outcome.error, now, job_id),
+        )
+        conn.execute(
+            "UPDATE runs SET finished_at = ?, exit_code = ?, signal = ?, error = ?,"
+            " output = coalesce(?, output) WHERE job_id = ? AND n = ?",
+            (now, outcome.exit_code, outcome.signal, outcome.error, output, job_id, run_no),
+        )
+
+    @_translating
+    def recover_expired(
+        self, lease_seconds: float, end_processes: Callable[[RecoveredJob], None]
+    ) -> list[RecoveredJob]:
+        now = self._now_us()
+        cutoff = now - int(lease_seconds * 1_000_000)
+        # A read first: the write lock is taken only when there is something to take back.
+        stale_workers = self._conn.execute(
+            "SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (cutoff,)
+        ).fetchone()
+        if (
+            not stale_workers
+            and not self._conn.execute(_EXPIRED_SQL, {"cutoff": cutoff}).fetchone()
+        ):
+            return []
+        recovered: list[RecoveredJob] = []
+        lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
+        with self._write() as conn:
+            for row in conn.execute(_EXPIRED_SQL, {"cutoff": cutoff}).fetchall():
+                job_id, worker_id, runs_total, attempts, max_retries, host, pid, pid_start = row
+                job = RecoveredJob(job_id, worker_id, host, pid, pid_start)
+                end_processes(job)  # before the job can be claimed again
+                if runs_total == 0:
+                    runs_total = 1
+                conn.execute(
+                    "INSERT OR IGNORE INTO runs (job_id, n, worker_id, started_at) VALUES (?, ?, ?, ?)",
+                    (job_id, runs_total, worker_id, now),
+                )
+                conn.execute("UPDATE jobs SET runs_total = ? WHERE id = ?", (runs_total, job_id))
+                self._record_attempt(
+                    conn, job_id, runs_total, attempts, max_retries, lost, now, None
+                )
+                recovered.append(job)
+            conn.execute("DELETE FROM workers WHERE heartbeat_at < ?", (cutoff,))
+        return recovered
+
+
+def _job_from_row(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0],
+        command=row[1],
+        state=JobState(row[2]),
+        attempts=row[3],
+        max_retries=row[4],
+        priority=row[5],
+        run_at=from_micros(row[6]),
+        timeout=row[7],
+        cwd=row[8],
+        env=json.loads(row[9]),
+        created_at=from_micros(row[10]),
+        updated_at=from_micros(row[11]),
+        exit_code=row[12],
+        last_error=row[13],
+        worker_id=row[14],
+        runs_total=row[15],
+    )
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+    )
+
+
+def _make_private(path: Path) -> None:
+    try:
+        if path.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
+            path.chmod(PRIVATE_FILE_MODE)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass  # not ours to change (e.g. read-only mount): opening will tell
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new file's directory entry durable too."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
