@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all-hosts", action="store_true", help="ask every host's workers to stop")
     sub = command(worker_commands, "run", "queuectl.cli.workers:run_one", argparse.SUPPRESS)
     sub.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    sub.add_argument("--id", help="worker id (default: generated)")
 
     command(commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True)
 

@@ -1,0 +1,104 @@
+"""`queuectl worker start|stop` and the hidden `worker run` each worker process executes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from queuectl.cli.context import open_cli_store
+from queuectl.errors import InvalidInput
+from queuectl.paths import ensure_private_dir, queuectl_home, resolve_database
+from queuectl.store import open_store
+
+
+def start(args: argparse.Namespace) -> int:
+    from queuectl.worker import launcher
+
+    location = resolve_database(args.db)
+    store = open_cli_store(args)  # creates or migrates the schema once, before the workers
+    if args.foreground:
+        store.close()
+        return launcher.run_foreground(location, args.count)
+    pids = launcher.start_background(store, location, args.count)
+    print(f"Started {len(pids)} worker(s) in the background with PIDs: {pids}")
+    return 0
+
+
+def stop(args: argparse.Namespace) -> int:
+    from queuectl.worker import launcher
+
+    if args.no_wait and args.timeout is not None:
+        raise InvalidInput("--no-wait and --timeout exclude each other")
+    store = open_cli_store(args)
+    registered = store.list_workers()
+    local = launcher.local_live_workers(registered)
+    remote = []
+    if args.all_hosts:
+        lease = store.config().lease_seconds
+        now = store.now()
+        remote = [
+            w
+            for w in registered
+            if w not in local and (now - w.heartbeat_at).total_seconds() < lease
+        ]
+    if not local and not remote:
+        print("No workers running.")
+        return 0
+    # The flag in the store reaches every host's workers through their heartbeat.
+    store.request_stop([w.id for w in local + remote])
+    signalled = launcher.signal_workers(local, args.force)
+    how = "Interrupting" if args.force else "Stopping"
+    print(
+        f"{how} {len(signalled) + len(remote)} worker(s) with PIDs: {[w.pid for w in signalled]}"
+        + (f" and {len(remote)} on other hosts" if remote else ""),
+        flush=True,
+    )
+    if args.no_wait:
+        return 0
+    try:
+        still_local = launcher.wait_for_exit(signalled, args.timeout)
+        still_remote = _wait_remote(store, remote, args.timeout)
+    except KeyboardInterrupt:
+        print("Stopped waiting; the workers are still stopping.", file=sys.stderr)
+        return 130
+    if still_local or still_remote:
+        pids = [w.pid for w in still_local]
+        sys.stderr.write(
+            f"Error: {len(pids) + len(still_remote)} worker(s) still running "
+            f"after {args.timeout:g}s: PIDs {pids}\n"
+        )
+        return 1
+    print(f"Stopped {len(signalled) + len(remote)} worker(s).")
+    return 0
+
+
+def _wait_remote(store, workers, timeout):  # type: ignore[no-untyped-def]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ids = {w.id for w in workers}
+    while ids:
+        ids &= {w.id for w in store.list_workers()}
+        if not ids or (deadline is not None and time.monotonic() >= deadline):
+            break
+        time.sleep(0.2)
+    return sorted(ids)
+
+
+def run_one(args: argparse.Namespace) -> int:
+    """One worker process, in the foreground of whoever started it."""
+    from queuectl.worker.launcher import new_worker_id
+    from queuectl.worker.runtime import Worker
+
+    worker_id = args.id or new_worker_id()
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [{worker_id}] %(message)s",
+        stream=sys.stderr,
+    )
+    location = resolve_database(args.db)
+    scratch = ensure_private_dir(ensure_private_dir(queuectl_home()) / "run")
+    worker = Worker(lambda: open_store(location, durable=False), worker_id, scratch)
+    worker.install_signal_handlers()
+    worker.run(burst=args.burst)
+    return 0

@@ -1,0 +1,1 @@
+"""Workers: the runtime loop, the executor of one job, process identity, launching."""

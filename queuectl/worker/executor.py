@@ -1,0 +1,163 @@
+"""Run one job's command: /bin/sh -c in its own session, output to a file, timeout, kill.
+
+The command's stdout and stderr go to one file (never a pipe the worker must
+drain, so `cmd &` cannot hang a worker); the worker waits on a pidfd, so it
+learns of the exit at once and can still be woken by a signal meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from queuectl.domain import Job, Outcome, OutcomeKind
+from queuectl.worker import procinfo
+
+# A single argv string longer than this fails with E2BIG (MAX_ARG_STRLEN is 128 KiB on Linux).
+_MAX_INLINE_COMMAND = 100_000
+# Between SIGTERM and SIGKILL when a job is timed out or interrupted.
+KILL_GRACE_SECONDS = 2.0
+
+# Never passed to jobs: it may hold a database password.
+_WITHHELD_VARIABLES = ("QUEUECTL_DB",)
+
+
+@dataclass
+class JobProcess:
+    """What the recoverer needs to end a lost run: the group leader and its start time."""
+
+    pid: int
+    start_time: int | None
+
+
+def job_environment(base: Mapping[str, str], job: Job, run_no: int) -> dict[str, str]:
+    env = {key: value for key, value in base.items() if key not in _WITHHELD_VARIABLES}
+    env.update(job.env)
+    env["QUEUECTL_JOB_ID"] = job.id
+    env["QUEUECTL_ATTEMPT"] = str(run_no)
+    return env
+
+
+class Executor:
+    """Runs jobs for one worker; `scratch` is the worker's private directory."""
+
+    def __init__(self, scratch: Path, wakeup_fd: int, force_requested: Callable[[], bool]) -> None:
+        self.scratch = scratch
+        self.output_path = scratch / "output"
+        self._wakeup_fd = wakeup_fd
+        self._force_requested = force_requested
+
+    def run(
+        self,
+        job: Job,
+        run_no: int,
+        on_started: Callable[[JobProcess], None],
+    ) -> Outcome:
+        """Run the job to an outcome. Output is left in `self.output_path`."""
+        if not os.path.isdir(job.cwd):
+            return Outcome(
+                OutcomeKind.FAILED_TO_START,
+                error=f"could not start: working directory {job.cwd!r} does not exist",
+            )
+        script: Path | None = None
+        argv = ["/bin/sh", "-c", job.command]
+        if len(job.command.encode("utf-8")) > _MAX_INLINE_COMMAND:
+            script = self.scratch / "command.sh"
+            script.write_text(job.command, encoding="utf-8")
+            argv = ["/bin/sh", str(script)]
+        # O_APPEND lets the worker cut a runaway output file while the job keeps writing.
+        output_fd = os.open(
+            self.output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
+        )
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output_fd,
+                stderr=output_fd,
+                cwd=job.cwd,
+                env=job_environment(os.environ, job, run_no),
+                start_new_session=True,  # its own process group: timeouts reach grandchildren
+            )
+        except OSError as exc:
+            return Outcome(OutcomeKind.FAILED_TO_START, error=f"could not start: {exc.strerror}")
+        finally:
+            os.close(output_fd)
+        try:
+            on_started(JobProcess(process.pid, procinfo.start_time(process.pid)))
+            return self._wait(process, job.timeout)
+        finally:
+            if script is not None:
+                script.unlink(missing_ok=True)
+
+    def _wait(self, process: subprocess.Popen[bytes], timeout: float) -> Outcome:
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        pidfd = os.pidfd_open(process.pid)
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            poller.register(self._wakeup_fd, select.POLLIN)
+            while True:
+                if self._force_requested():
+                    self._terminate(process, pidfd)
+                    return Outcome(OutcomeKind.INTERRUPTED, error="interrupted")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self._terminate(process, pidfd)
+                    return Outcome(OutcomeKind.TIMED_OUT, error=f"timed out after {timeout:g}s")
+                events = poller.poll(
+                    None if remaining is None else max(1, int(remaining * 1000) + 1)
+                )
+                if any(fd == pidfd for fd, _ in events):
+                    break
+                _drain(self._wakeup_fd)
+            # The leader has exited but is not reaped yet, so its number cannot be reused:
+            # end whatever it left running in its group, then reap it.
+            _kill_group(process.pid)
+            return Outcome.from_wait_status(process.wait())
+        finally:
+            os.close(pidfd)
+
+    def _terminate(self, process: subprocess.Popen[bytes], pidfd: int) -> None:
+        """SIGTERM the whole group, SIGKILL after a grace period; no grandchild survives."""
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(int(KILL_GRACE_SECONDS * 1000))
+        _kill_group(process.pid)
+        process.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def read_tail(path: Path, limit: int) -> bytes:
+    """The last `limit` bytes of the file (the part of a run's output that is kept)."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - limit))
+            return handle.read(limit)
+    except FileNotFoundError:
+        return b""

@@ -1,0 +1,207 @@
+"""Starting and stopping worker processes: background, foreground supervisor, stop.
+
+Each worker is `python -m queuectl worker run --id ID`, its own process. The
+database address travels in the environment (QUEUECTL_DB), never in argv,
+where `ps` would show a password.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from queuectl.domain import WorkerInfo
+from queuectl.errors import OperationFailed
+from queuectl.paths import DatabaseLocation, ensure_private_dir, queuectl_home
+from queuectl.store.base import Store
+from queuectl.worker import procinfo
+from queuectl.worker.runtime import FORCE_SIGNAL, STOP_SIGNALS, host_name
+
+REGISTRATION_TIMEOUT = 20.0
+# A foreground worker that dies sooner than this after starting is restarted with backoff.
+_QUICK_DEATH_SECONDS = 10.0
+_MAX_RESTART_DELAY = 30.0
+
+
+def new_worker_id() -> str:
+    return "w-" + secrets.token_hex(4)
+
+
+def log_directory() -> Path:
+    return ensure_private_dir(ensure_private_dir(queuectl_home()) / "logs")
+
+
+def _worker_command(worker_id: str) -> list[str]:
+    return [sys.executable, "-m", "queuectl", "worker", "run", "--id", worker_id]
+
+
+def _worker_environment(location: DatabaseLocation) -> dict[str, str]:
+    env = dict(os.environ)
+    env["QUEUECTL_DB"] = location.dsn or str(location.path)
+    return env
+
+
+def start_background(store: Store, location: DatabaseLocation, count: int) -> list[int]:
+    """Start `count` detached workers; return their pids once all are registered."""
+    logs = log_directory()
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    env = _worker_environment(location)
+    for _ in range(count):
+        worker_id = new_worker_id()
+        log_path = logs / f"worker-{worker_id}.log"
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            # Own session, no inherited stdio: `$(queuectl worker start)` returns at once
+            # and a closed terminal does not reach the worker.
+            started[worker_id] = subprocess.Popen(
+                _worker_command(worker_id),
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=fd,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            os.close(fd)
+    _await_registration(store, started, logs)
+    return [process.pid for process in started.values()]
+
+
+def _await_registration(
+    store: Store, started: dict[str, subprocess.Popen[bytes]], logs: Path
+) -> None:
+    deadline = time.monotonic() + REGISTRATION_TIMEOUT
+    waiting = set(started)
+    while waiting:
+        registered = {worker.id for worker in store.list_workers()}
+        waiting -= registered
+        for worker_id in list(waiting):
+            if started[worker_id].poll() is not None:
+                tail = _tail(logs / f"worker-{worker_id}.log")
+                raise OperationFailed(f"worker {worker_id} exited at start-up:\n{tail}")
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise OperationFailed(
+                f"workers {', '.join(sorted(waiting))} did not register within "
+                f"{REGISTRATION_TIMEOUT:.0f}s; see {logs}"
+            )
+        time.sleep(0.02)
+
+
+def _tail(path: Path, lines: int = 10) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- foreground supervisor --------------------------------------------------------------
+@dataclass
+class _Slot:
+    process: subprocess.Popen[bytes]
+    started: float
+    restart_delay: float = 1.0
+
+
+def run_foreground(location: DatabaseLocation, count: int) -> int:
+    """Run workers under this process until SIGINT/SIGTERM/SIGHUP; restart ones that die."""
+    env = _worker_environment(location)
+    stopping = threading.Event()
+    forcing = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            forcing.set()
+        stopping.set()
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
+
+    def spawn() -> _Slot:
+        # Own session: a Ctrl-C on the terminal reaches only this parent, which passes
+        # on exactly one graceful stop (a second signal to a worker would force it).
+        process = subprocess.Popen(
+            _worker_command(new_worker_id()),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        return _Slot(process, time.monotonic())
+
+    slots = [spawn() for _ in range(count)]
+    print(
+        f"Started {count} worker(s) in the foreground with PIDs: {[s.process.pid for s in slots]}",
+        flush=True,
+    )
+    signalled_stop = signalled_force = False
+    while True:
+        if stopping.is_set() and not signalled_stop:
+            _signal_all(slots, signal.SIGTERM)
+            signalled_stop = True
+        if forcing.is_set() and not signalled_force:
+            _signal_all(slots, FORCE_SIGNAL)
+            signalled_force = True
+        alive = 0
+        for index, slot in enumerate(slots):
+            code = slot.process.poll()
+            if code is None:
+                alive += 1
+                continue
+            if stopping.is_set():
+                continue
+            lived = time.monotonic() - slot.started
+            delay = slot.restart_delay if lived < _QUICK_DEATH_SECONDS else 1.0
+            print(
+                f"worker pid {slot.process.pid} exited with {code}; restarting in {delay:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+            if stopping.wait(delay):
+                continue
+            fresh = spawn()
+            fresh.restart_delay = min(delay * 2, _MAX_RESTART_DELAY)
+            slots[index] = fresh
+            alive += 1
+        if stopping.is_set() and alive == 0:
+            return 0
+        stopping.wait(0.1) if not stopping.is_set() else forcing.wait(0.1)
+
+
+def _signal_all(slots: Sequence[_Slot], signum: int) -> None:
+    for slot in slots:
+        if slot.process.poll() is None:
+            slot.process.send_signal(signum)
+
+
+# --- stop --------------------------------------------------------------------------------
+def local_live_workers(workers: Sequence[WorkerInfo]) -> list[WorkerInfo]:
+    """Workers of this host whose process is still the one that registered."""
+    host = host_name()
+    return [w for w in workers if w.host == host and procinfo.is_alive(w.pid, w.pid_start_time)]
+
+
+def signal_workers(workers: Sequence[WorkerInfo], force: bool) -> list[WorkerInfo]:
+    signum = FORCE_SIGNAL if force else signal.SIGTERM
+    return [w for w in workers if procinfo.signal_process(w.pid, w.pid_start_time, signum)]
+
+
+def wait_for_exit(workers: Sequence[WorkerInfo], timeout: float | None) -> list[WorkerInfo]:
+    """Wait until the processes are gone; return those still running at the timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    remaining = list(workers)
+    while remaining:
+        remaining = [w for w in remaining if procinfo.is_alive(w.pid, w.pid_start_time)]
+        if not remaining or (deadline is not None and time.monotonic() >= deadline):
+            break
+        time.sleep(0.02)
+    return remaining

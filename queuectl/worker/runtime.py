@@ -1,0 +1,185 @@
+"""The worker: claim a job, run it, record the outcome, repeat; stop cleanly on a signal.
+
+The main thread runs jobs. A heartbeat thread, with its own store connection,
+renews the worker's lease (so a busy worker keeps it), takes back jobs of
+workers that vanished (so recovery needs no separate daemon), and notices a
+stop requested through the store (`worker stop --all-hosts`). Signal handlers
+only set flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from queuectl.domain import Claim, HeartbeatReply, RecoveredJob, WorkerInfo
+from queuectl.store.base import Store
+from queuectl.worker import procinfo
+from queuectl.worker.executor import Executor, JobProcess, read_tail
+
+log = logging.getLogger("queuectl.worker")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# `worker stop --force`: interrupt the running job at once.
+FORCE_SIGNAL = signal.SIGUSR1
+
+
+def host_name() -> str:
+    return os.environ.get("QUEUECTL_HOSTNAME") or os.uname().nodename
+
+
+@dataclass
+class StopFlags:
+    """Set from signal handlers and the heartbeat thread; read by the main loop."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    force: threading.Event = field(default_factory=threading.Event)
+
+    def request_stop(self) -> None:
+        if self.stop.is_set():
+            self.force.set()  # a second stop signal interrupts the running job
+        self.stop.set()
+
+
+class Worker:
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        worker_id: str,
+        scratch_root: Path,
+    ) -> None:
+        self.id = worker_id
+        self.host = host_name()
+        self._open_store = open_store
+        self.store = open_store()
+        self.flags = StopFlags()
+        self.scratch = scratch_root / worker_id
+        self._current: tuple[Claim, JobProcess | None] | None = None
+        self._current_lock = threading.Lock()
+        self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        pid = os.getpid()
+        self.info = WorkerInfo(
+            id=worker_id,
+            host=self.host,
+            pid=pid,
+            pid_start_time=procinfo.start_time(pid) or 0,
+            started_at=self.store.now(),
+            heartbeat_at=self.store.now(),
+        )
+
+    # --- signals ------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            self.flags.request_stop()
+
+        def on_force(signum: int, _frame: FrameType | None) -> None:
+            self.flags.stop.set()
+            self.flags.force.set()
+
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, on_stop)
+        signal.signal(FORCE_SIGNAL, on_force)
+        # Any signal also writes a byte here, waking the wait on a running job.
+        signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
+
+    # --- main loop -----------------------------------------------------------------
+    def run(self, *, burst: bool = False) -> int:
+        """Work until stopped (or, with burst, until nothing is runnable). Returns jobs run."""
+        self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        executor = Executor(self.scratch, self._wakeup_read, self.flags.force.is_set)
+        self.store.register_worker(self.info)
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
+        done = 0
+        try:
+            while not self.flags.stop.is_set():
+                claim = self.store.claim(self.id)
+                if claim is None:
+                    if burst:
+                        break
+                    self._idle()
+                    continue
+                self._run_claim(executor, claim)
+                done += 1
+        finally:
+            self.flags.stop.set()
+            heartbeat.join(timeout=5)
+            self.store.unregister_worker(self.id)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            log.info("worker %s stopped after %d job(s)", self.id, done)
+        return done
+
+    def _idle(self) -> None:
+        config = self.store.config()
+        timeout = config.poll_interval
+        next_run = self.store.next_run_at()
+        if next_run is not None:
+            until_next = (next_run - self.store.now()).total_seconds()
+            timeout = max(0.0, min(timeout, until_next))
+        self.store.wait_for_jobs(timeout, self.flags.stop.is_set)
+
+    def _run_claim(self, executor: Executor, claim: Claim) -> None:
+        job = claim.job
+        log.info("run %d of job %s started", claim.run_no, job.id)
+        with self._current_lock:
+            self._current = (claim, None)
+
+        def on_started(process: JobProcess) -> None:
+            with self._current_lock:
+                self._current = (claim, process)
+            self.store.record_job_process(claim, self.host, process.pid, process.start_time or 0)
+
+        try:
+            outcome = executor.run(job, claim.run_no, on_started)
+            output = read_tail(executor.output_path, self.store.config().output_limit)
+        finally:
+            with self._current_lock:
+                self._current = None
+        recorded = self.store.finish(claim, outcome, output)
+        if not recorded:
+            log.warning(
+                "outcome of job %s run %d discarded: the lease was lost and the job taken over",
+                job.id,
+                claim.run_no,
+            )
+        else:
+            log.info("run %d of job %s: %s", claim.run_no, job.id, outcome.error or "succeeded")
+
+    # --- heartbeat thread --------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        store = self._open_store()
+        try:
+            while not self.flags.stop.is_set():
+                config = store.config()
+                reply = store.heartbeat(self.id)
+                if reply is HeartbeatReply.UNKNOWN:
+                    log.warning("registration of worker %s was gone; registering again", self.id)
+                    store.register_worker(self.info)
+                elif reply is HeartbeatReply.STOP:
+                    log.info("stop requested through the store")
+                    self.flags.request_stop()
+                    os.write(self._wakeup_write, b"\0")
+                    break
+                store.recover_expired(config.lease_seconds, self._end_lost_run)
+                interval = min(config.lease_seconds / 3, config.poll_interval)
+                self.flags.stop.wait(max(0.05, interval))
+        except Exception:
+            log.exception("heartbeat thread failed; stopping the worker")
+            self.flags.request_stop()
+        finally:
+            store.close()
+
+    def _end_lost_run(self, job: RecoveredJob) -> None:
+        """Before a lost job runs again, end its processes if they ran on this host."""
+        log.warning("job %s recovered from lost worker %s", job.job_id, job.worker_id)
+        if job.worker_host == self.host and job.job_pid:
+            if procinfo.kill_process_group(job.job_pid, job.job_pid_start_time):
+                log.warning("ended the leftover processes of job %s", job.job_id)
