@@ -164,6 +164,12 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class FinishResult:
+    recorded: bool  # False: the lease was lost and another worker owns the job now
+    next_claim: Claim | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerInfo:
     id: str
     host: str
@@ -197,10 +203,9 @@ class RecoveredJob:
     """A job taken back from a worker whose lease expired."""
 
     job_id: str
+    run_no: int
     worker_id: str | None
     worker_host: str | None
-    job_pid: int | None
-    job_pid_start_time: int | None
 
 
 def _number(value: float) -> int | float:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from queuectl.domain import (
     Claim,
+    FinishResult,
     HeartbeatReply,
     Job,
     JobState,
@@ -32,6 +33,10 @@ class Store(Protocol):
     description: str  # where the data is, safe to print
 
     def close(self) -> None: ...
+
+    def maintain(self) -> None:
+        """Housekeeping a worker runs now and then, off its claim path (SQLite: checkpoint)."""
+        ...
 
     def now(self) -> datetime:
         """The store's clock."""
@@ -115,12 +120,19 @@ class Store(Protocol):
         """Atomically take the next runnable job: priority, then run_at, then enqueue order."""
         ...
 
-    def record_job_process(self, claim: Claim, host: str, pid: int, pid_start_time: int) -> None:
-        """Remember the job's process group so a recoverer on this host can end it."""
-        ...
+    def finish(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        output: bytes | None = None,
+        *,
+        claim_next: bool = False,
+    ) -> FinishResult:
+        """Record the attempt's outcome, fenced: nothing is written if the lease was lost.
 
-    def finish(self, claim: Claim, outcome: Outcome, output: bytes | None = None) -> bool:
-        """Record the attempt's outcome; False (nothing written) if the lease was lost."""
+        With `claim_next`, also claim the worker's next job in the same transaction
+        (one commit per job instead of two on the hot path).
+        """
         ...
 
     def recover_expired(

@@ -16,12 +16,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from queuectl.domain import (
     Claim,
+    FinishResult,
     HeartbeatReply,
     Job,
     JobState,
@@ -56,17 +58,17 @@ _RUNNABLE = "state IN ('pending', 'failed')"
 
 _CLAIM_SQL = f"""
 UPDATE jobs SET state = 'processing', worker_id = :worker, runs_total = runs_total + 1,
-                updated_at = :now
-WHERE seq = (SELECT seq FROM jobs WHERE {_RUNNABLE} AND run_at <= :now
+                started_at = :now, updated_at = :now
+WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_runnable
+             WHERE {_RUNNABLE} AND run_at <= :now
              ORDER BY priority DESC, run_at, seq LIMIT 1)
 RETURNING {_JOB_COLUMNS}
 """
 
 _EXPIRED_SQL = """
-SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, r.host, r.pid, r.pid_start
+SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at, w.host
 FROM jobs j
 LEFT JOIN workers w ON w.id = j.worker_id
-LEFT JOIN runs r ON r.job_id = j.id AND r.n = j.runs_total
 WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < :cutoff)
 """
 
@@ -132,6 +134,10 @@ class SqliteStore:
         # FULL syncs the WAL at every commit: an acknowledged enqueue survives power loss.
         # A worker's bookkeeping may use NORMAL: a power loss can at worst re-run a job.
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        if not durable:
+            # A checkpoint fsyncs; keep it off the claim path. The worker's heartbeat
+            # thread calls checkpoint() instead.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
         if created:
             _fsync_directory(self.path.parent)
         return conn
@@ -224,6 +230,11 @@ class SqliteStore:
         return int(self._clock() * 1_000_000)
 
     @_translating
+    def maintain(self) -> None:
+        """Checkpoint: copy the WAL back into the database without blocking anyone."""
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    @_translating
     def close(self) -> None:
         self._conn.close()
 
@@ -298,8 +309,12 @@ class SqliteStore:
     def get_runs(self, job_id: str) -> list[Run]:
         rows = self._conn.execute(
             "SELECT job_id, n, started_at, finished_at, exit_code, signal, error, worker_id "
-            "FROM runs WHERE job_id = ? ORDER BY n",
-            (job_id,),
+            "FROM runs WHERE job_id = ? "
+            "UNION ALL "
+            "SELECT id, runs_total, started_at, NULL, NULL, NULL, NULL, worker_id "
+            "FROM jobs WHERE id = ? AND state = 'processing' "
+            "ORDER BY 2",
+            (job_id, job_id),
         ).fetchall()
         return [
             Run(
@@ -335,7 +350,11 @@ class SqliteStore:
 
     @_translating
     def next_run_at(self) -> datetime | None:
-        row = self._conn.execute(f"SELECT min(run_at) FROM jobs WHERE {_RUNNABLE}").fetchone()
+        # Scans the waiting jobs (no index of its own: that would cost every claim a page
+        # write); only idle workers ask, at most once per poll_interval.
+        row = self._conn.execute(
+            f"SELECT min(run_at) FROM jobs INDEXED BY jobs_runnable WHERE {_RUNNABLE}"
+        ).fetchone()
         return from_micros(row[0]) if row and row[0] is not None else None
 
     # --- dead letter queue -------------------------------------------------------------
@@ -440,30 +459,28 @@ class SqliteStore:
 
     @_translating
     def claim(self, worker_id: str) -> Claim | None:
-        now = self._now_us()
         with self._write() as conn:
-            row = conn.execute(_CLAIM_SQL, {"worker": worker_id, "now": now}).fetchone()
-            if row is None:
-                return None
-            job = _job_from_row(row)
-            conn.execute(
-                "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at) VALUES (?, ?, ?, ?)",
-                (job.id, job.runs_total, worker_id, now),
-            )
+            return self._claim_locked(conn, worker_id, self._now_us())
+
+    def _claim_locked(self, conn: sqlite3.Connection, worker_id: str, now: int) -> Claim | None:
+        row = conn.execute(_CLAIM_SQL, {"worker": worker_id, "now": now}).fetchone()
+        if row is None:
+            return None
+        job = _job_from_row(row)
         return Claim(job=job, run_no=job.runs_total, started_at=from_micros(now))
 
     @_translating
-    def record_job_process(self, claim: Claim, host: str, pid: int, pid_start_time: int) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE runs SET host = ?, pid = ?, pid_start = ? WHERE job_id = ? AND n = ?",
-                (host, pid, pid_start_time, claim.job.id, claim.run_no),
-            )
-
-    @_translating
-    def finish(self, claim: Claim, outcome: Outcome, output: bytes | None = None) -> bool:
+    def finish(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        output: bytes | None = None,
+        *,
+        claim_next: bool = False,
+    ) -> FinishResult:
         now = self._now_us()
         job = claim.job
+        assert job.worker_id is not None
         with self._write() as conn:
             # The fence: only the worker holding this very run may record its outcome.
             row = conn.execute(
@@ -471,16 +488,26 @@ class SqliteStore:
                 "WHERE id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?",
                 (job.id, job.worker_id, claim.run_no),
             ).fetchone()
-            if row is None:
-                return False
-            self._record_attempt(conn, job.id, claim.run_no, row[0], row[1], outcome, now, output)
-        return True
+            recorded = row is not None
+            if row is not None:
+                self._record_attempt(
+                    conn,
+                    _RunInProgress(
+                        job.id, claim.run_no, job.worker_id, to_micros(claim.started_at)
+                    ),
+                    row[0],
+                    row[1],
+                    outcome,
+                    now,
+                    output,
+                )
+            next_claim = self._claim_locked(conn, job.worker_id, now) if claim_next else None
+        return FinishResult(recorded, next_claim)
 
     def _record_attempt(
         self,
         conn: sqlite3.Connection,
-        job_id: str,
-        run_no: int,
+        run: _RunInProgress,
         attempts: int,
         max_retries: int,
         outcome: Outcome,
@@ -498,13 +525,23 @@ class SqliteStore:
             state, run_at = decision.state, now + int(decision.delay * 1_000_000)
         conn.execute(
             "UPDATE jobs SET state = ?, attempts = ?, run_at = coalesce(?, run_at), exit_code = ?,"
-            " last_error = ?, updated_at = ? WHERE id = ?",
-            (state.value, attempts, run_at, outcome.exit_code, outcome.error, now, job_id),
+            " last_error = ?, updated_at = ?, started_at = NULL WHERE id = ?",
+            (state.value, attempts, run_at, outcome.exit_code, outcome.error, now, run.job_id),
         )
         conn.execute(
-            "UPDATE runs SET finished_at = ?, exit_code = ?, signal = ?, error = ?,"
-            " output = coalesce(?, output) WHERE job_id = ? AND n = ?",
-            (now, outcome.exit_code, outcome.signal, outcome.error, output, job_id, run_no),
+            "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code,"
+            " signal, error, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.job_id,
+                run.n,
+                run.worker_id,
+                run.started_at,
+                now,
+                outcome.exit_code,
+                outcome.signal,
+                outcome.error,
+                output,
+            ),
         )
 
     @_translating
@@ -526,22 +563,24 @@ class SqliteStore:
         lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
         with self._write() as conn:
             for row in conn.execute(_EXPIRED_SQL, {"cutoff": cutoff}).fetchall():
-                job_id, worker_id, runs_total, attempts, max_retries, host, pid, pid_start = row
-                job = RecoveredJob(job_id, worker_id, host, pid, pid_start)
+                job_id, worker_id, runs_total, attempts, max_retries, started_at, host = row
+                run_no = max(runs_total, 1)
+                job = RecoveredJob(job_id, run_no, worker_id, host)
                 end_processes(job)  # before the job can be claimed again
-                if runs_total == 0:
-                    runs_total = 1
-                conn.execute(
-                    "INSERT OR IGNORE INTO runs (job_id, n, worker_id, started_at) VALUES (?, ?, ?, ?)",
-                    (job_id, runs_total, worker_id, now),
-                )
-                conn.execute("UPDATE jobs SET runs_total = ? WHERE id = ?", (runs_total, job_id))
-                self._record_attempt(
-                    conn, job_id, runs_total, attempts, max_retries, lost, now, None
-                )
+                conn.execute("UPDATE jobs SET runs_total = ? WHERE id = ?", (run_no, job_id))
+                run = _RunInProgress(job_id, run_no, worker_id, started_at or now)
+                self._record_attempt(conn, run, attempts, max_retries, lost, now, None)
                 recovered.append(job)
             conn.execute("DELETE FROM workers WHERE heartbeat_at < ?", (cutoff,))
         return recovered
+
+
+@dataclass(frozen=True, slots=True)
+class _RunInProgress:
+    job_id: str
+    n: int
+    worker_id: str | None
+    started_at: int
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:

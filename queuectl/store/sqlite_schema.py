@@ -35,27 +35,27 @@ CREATE TABLE jobs (
     exit_code    INTEGER,
     last_error   TEXT,
     worker_id    TEXT,
-    runs_total   INTEGER NOT NULL DEFAULT 0    -- runs over the job's life; fences outcomes
+    runs_total   INTEGER NOT NULL DEFAULT 0,   -- runs over the job's life; fences outcomes
+    started_at   INTEGER                       -- start of the run in progress
 );
+-- Kept small on purpose: every index is written on each state change (twice per job).
 -- The claim reads this index only: as cheap with 10 jobs as with 1,000,000.
 CREATE INDEX jobs_runnable ON jobs (priority DESC, run_at, seq)
     WHERE state IN ('pending', 'failed');
-CREATE INDEX jobs_waiting_run_at ON jobs (run_at) WHERE state IN ('pending', 'failed');
-CREATE INDEX jobs_processing ON jobs (worker_id) WHERE state = 'processing';
+-- `list --state`, and the few processing jobs for recovery and `status`.
 CREATE INDEX jobs_state_seq ON jobs (state, seq);
 
+-- Finished runs; the run in progress lives in its job's row (started_at, worker_id),
+-- so a job costs one insert here, when it ends.
 CREATE TABLE runs (
     job_id       TEXT NOT NULL,
     n            INTEGER NOT NULL,
     worker_id    TEXT,
-    host         TEXT,
     started_at   INTEGER NOT NULL,
-    finished_at  INTEGER,
+    finished_at  INTEGER NOT NULL,
     exit_code    INTEGER,
     signal       INTEGER,
     error        TEXT,
-    pid          INTEGER,                      -- the job's process group leader
-    pid_start    INTEGER,                      -- its start time, to tell pid reuse
     output       BLOB,
     PRIMARY KEY (job_id, n)
 );
@@ -194,8 +194,8 @@ def _import_original_system(conn: sqlite3.Connection) -> None:
             state = "pending"
         conn.execute(
             "INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, "
-            "timeout, cwd, env, created_at, updated_at, runs_total) "
-            "VALUES (?, ?, ?, ?, ?, 0, ?, 0, ?, '{}', ?, ?, ?)",
+            "timeout, cwd, env, created_at, updated_at, runs_total, started_at) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?, 0, ?, '{}', ?, ?, ?, ?)",
             (
                 str(job_id),
                 str(command),
@@ -207,10 +207,6 @@ def _import_original_system(conn: sqlite3.Connection) -> None:
                 to_micros(created_at),
                 to_micros(updated_at),
                 runs_total,
+                to_micros(updated_at) if state == "processing" else None,
             ),
         )
-        if state == "processing":
-            conn.execute(
-                "INSERT INTO runs (job_id, n, started_at) VALUES (?, ?, ?)",
-                (str(job_id), runs_total, to_micros(updated_at)),
-            )

@@ -7,6 +7,7 @@ learns of the exit at once and can still be woken by a signal meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -36,8 +37,13 @@ class JobProcess:
     start_time: int | None
 
 
+def base_environment(worker_env: Mapping[str, str]) -> dict[str, str]:
+    """The worker's environment as jobs see it (computed once: os.environ is slow to copy)."""
+    return {key: value for key, value in worker_env.items() if key not in _WITHHELD_VARIABLES}
+
+
 def job_environment(base: Mapping[str, str], job: Job, run_no: int) -> dict[str, str]:
-    env = {key: value for key, value in base.items() if key not in _WITHHELD_VARIABLES}
+    env = dict(base)
     env.update(job.env)
     env["QUEUECTL_JOB_ID"] = job.id
     env["QUEUECTL_ATTEMPT"] = str(run_no)
@@ -52,6 +58,7 @@ class Executor:
         self.output_path = scratch / "output"
         self._wakeup_fd = wakeup_fd
         self._force_requested = force_requested
+        self._base_env = base_environment(os.environ)
 
     def run(
         self,
@@ -82,7 +89,7 @@ class Executor:
                 stdout=output_fd,
                 stderr=output_fd,
                 cwd=job.cwd,
-                env=job_environment(os.environ, job, run_no),
+                env=job_environment(self._base_env, job, run_no),
                 start_new_session=True,  # its own process group: timeouts reach grandchildren
             )
         except OSError as exc:
@@ -126,10 +133,8 @@ class Executor:
 
     def _terminate(self, process: subprocess.Popen[bytes], pidfd: int) -> None:
         """SIGTERM the whole group, SIGKILL after a grace period; no grandchild survives."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         poller.poll(int(KILL_GRACE_SECONDS * 1000))
@@ -138,10 +143,8 @@ class Executor:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _drain(fd: int) -> None:

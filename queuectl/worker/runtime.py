@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -29,6 +30,9 @@ log = logging.getLogger("queuectl.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # `worker stop --force`: interrupt the running job at once.
 FORCE_SIGNAL = signal.SIGUSR1
+# In the worker's scratch directory: "RUN PID START JOB_ID" of the job process running now.
+RUN_FILE = "current-run"
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def host_name() -> str:
@@ -61,8 +65,7 @@ class Worker:
         self.store = open_store()
         self.flags = StopFlags()
         self.scratch = scratch_root / worker_id
-        self._current: tuple[Claim, JobProcess | None] | None = None
-        self._current_lock = threading.Lock()
+        self._run_file = -1
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pid = os.getpid()
         self.info = WorkerInfo(
@@ -94,25 +97,31 @@ class Worker:
         """Work until stopped (or, with burst, until nothing is runnable). Returns jobs run."""
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         executor = Executor(self.scratch, self._wakeup_read, self.flags.force.is_set)
+        self._run_file = os.open(
+            self.scratch / RUN_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
         self.store.register_worker(self.info)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
         done = 0
+        claim: Claim | None = None
         try:
             while not self.flags.stop.is_set():
-                claim = self.store.claim(self.id)
+                if claim is None:
+                    claim = self.store.claim(self.id)
                 if claim is None:
                     if burst:
                         break
                     self._idle()
                     continue
-                self._run_claim(executor, claim)
+                claim = self._run_claim(executor, claim)
                 done += 1
         finally:
             self.flags.stop.set()
             heartbeat.join(timeout=5)
             self.store.unregister_worker(self.id)
+            os.close(self._run_file)
             shutil.rmtree(self.scratch, ignore_errors=True)
             log.info("worker %s stopped after %d job(s)", self.id, done)
         return done
@@ -126,32 +135,29 @@ class Worker:
             timeout = max(0.0, min(timeout, until_next))
         self.store.wait_for_jobs(timeout, self.flags.stop.is_set)
 
-    def _run_claim(self, executor: Executor, claim: Claim) -> None:
+    def _run_claim(self, executor: Executor, claim: Claim) -> Claim | None:
+        """Run the job, record its outcome and, unless stopping, claim the next one."""
         job = claim.job
-        log.info("run %d of job %s started", claim.run_no, job.id)
-        with self._current_lock:
-            self._current = (claim, None)
+        log.debug("run %d of job %s started", claim.run_no, job.id)
 
         def on_started(process: JobProcess) -> None:
-            with self._current_lock:
-                self._current = (claim, process)
-            self.store.record_job_process(claim, self.host, process.pid, process.start_time or 0)
+            # A local note, not a database write: only a recoverer on this host can use it.
+            note = f"{claim.run_no} {process.pid} {process.start_time or 0} {job.id}".encode()
+            os.pwrite(self._run_file, note, 0)
+            os.ftruncate(self._run_file, len(note))
 
-        try:
-            outcome = executor.run(job, claim.run_no, on_started)
-            output = read_tail(executor.output_path, self.store.config().output_limit)
-        finally:
-            with self._current_lock:
-                self._current = None
-        recorded = self.store.finish(claim, outcome, output)
-        if not recorded:
+        outcome = executor.run(job, claim.run_no, on_started)
+        output = read_tail(executor.output_path, self.store.config().output_limit)
+        result = self.store.finish(claim, outcome, output, claim_next=not self.flags.stop.is_set())
+        if not result.recorded:
             log.warning(
                 "outcome of job %s run %d discarded: the lease was lost and the job taken over",
                 job.id,
                 claim.run_no,
             )
         else:
-            log.info("run %d of job %s: %s", claim.run_no, job.id, outcome.error or "succeeded")
+            log.debug("run %d of job %s: %s", claim.run_no, job.id, outcome.error or "succeeded")
+        return result.next_claim
 
     # --- heartbeat thread --------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
@@ -169,6 +175,7 @@ class Worker:
                     os.write(self._wakeup_write, b"\0")
                     break
                 store.recover_expired(config.lease_seconds, self._end_lost_run)
+                store.maintain()
                 interval = min(config.lease_seconds / 3, config.poll_interval)
                 self.flags.stop.wait(max(0.05, interval))
         except Exception:
@@ -180,6 +187,18 @@ class Worker:
     def _end_lost_run(self, job: RecoveredJob) -> None:
         """Before a lost job runs again, end its processes if they ran on this host."""
         log.warning("job %s recovered from lost worker %s", job.job_id, job.worker_id)
-        if job.worker_host == self.host and job.job_pid:
-            if procinfo.kill_process_group(job.job_pid, job.job_pid_start_time):
+        if (
+            job.worker_host != self.host
+            or not job.worker_id
+            or not _SAFE_ID.fullmatch(job.worker_id)
+        ):
+            return
+        lost_scratch = self.scratch.parent / job.worker_id
+        try:
+            run_no, pid, start, job_id = (lost_scratch / RUN_FILE).read_text().split(" ", 3)
+        except (OSError, ValueError):
+            return
+        if job_id == job.job_id and int(run_no) == job.run_no:
+            if procinfo.kill_process_group(int(pid), int(start) or None):
                 log.warning("ended the leftover processes of job %s", job.job_id)
+            shutil.rmtree(lost_scratch, ignore_errors=True)
