@@ -164,6 +164,16 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class RunOutput:
+    """Captured output of one run: the kept tail, and how much was written in all."""
+
+    n: int
+    data: bytes
+    total_bytes: int
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FinishResult:
     recorded: bool  # False: the lease was lost and another worker owns the job now
     next_claim: Claim | None = None

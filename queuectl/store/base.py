@@ -22,6 +22,7 @@ from queuectl.domain import (
     Outcome,
     RecoveredJob,
     Run,
+    RunOutput,
     WorkerInfo,
 )
 from queuectl.settings import Config
@@ -65,6 +66,10 @@ class Store(Protocol):
 
     def get_runs(self, job_id: str) -> list[Run]:
         """Every attempt of the job, oldest first."""
+        ...
+
+    def get_output(self, job_id: str, run_no: int | None = None) -> RunOutput | None:
+        """Output of run `run_no` (default: the latest run, finished or running)."""
         ...
 
     def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
@@ -120,11 +125,16 @@ class Store(Protocol):
         """Atomically take the next runnable job: priority, then run_at, then enqueue order."""
         ...
 
+    def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
+        """Share a running job's output tail so `logs --follow` works from any host."""
+        ...
+
     def finish(
         self,
         claim: Claim,
         outcome: Outcome,
         output: bytes | None = None,
+        output_total: int | None = None,
         *,
         claim_next: bool = False,
     ) -> FinishResult:

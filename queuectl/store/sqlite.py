@@ -32,6 +32,7 @@ from queuectl.domain import (
     OutcomeKind,
     RecoveredJob,
     Run,
+    RunOutput,
     WorkerInfo,
 )
 from queuectl.errors import DuplicateJob, JobNotFound, StoreUnavailable, WrongState
@@ -331,6 +332,33 @@ class SqliteStore:
         ]
 
     @_translating
+    def get_output(self, job_id: str, run_no: int | None = None) -> RunOutput | None:
+        conn = self._conn
+        if run_no is None:
+            job = conn.execute(
+                "SELECT runs_total, state FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if job is None or job[0] == 0:
+                return None
+            run_no = job[0]
+        live = conn.execute(
+            "SELECT data, total FROM live_output WHERE job_id = ? AND n = ?", (job_id, run_no)
+        ).fetchone()
+        if live is not None:
+            return RunOutput(run_no, live[0], live[1], finished=False)
+        done = conn.execute(
+            "SELECT output, output_total FROM runs WHERE job_id = ? AND n = ?", (job_id, run_no)
+        ).fetchone()
+        if done is not None:
+            data = done[0] or b""
+            return RunOutput(run_no, data, done[1] if done[1] is not None else len(data), True)
+        running = conn.execute(
+            "SELECT 1 FROM jobs WHERE id = ? AND state = 'processing' AND runs_total = ?",
+            (job_id, run_no),
+        ).fetchone()
+        return RunOutput(run_no, b"", 0, finished=False) if running else None
+
+    @_translating
     def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
         params: list[Any] = []
@@ -470,11 +498,22 @@ class SqliteStore:
         return Claim(job=job, run_no=job.runs_total, started_at=from_micros(now))
 
     @_translating
+    def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO live_output (job_id, n, data, total) "
+                "SELECT id, runs_total, ?, ? FROM jobs "
+                "WHERE id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?",
+                (data, total_bytes, claim.job.id, claim.job.worker_id, claim.run_no),
+            )
+
+    @_translating
     def finish(
         self,
         claim: Claim,
         outcome: Outcome,
         output: bytes | None = None,
+        output_total: int | None = None,
         *,
         claim_next: bool = False,
     ) -> FinishResult:
@@ -500,6 +539,7 @@ class SqliteStore:
                     outcome,
                     now,
                     output,
+                    output_total,
                 )
             next_claim = self._claim_locked(conn, job.worker_id, now) if claim_next else None
         return FinishResult(recorded, next_claim)
@@ -513,6 +553,7 @@ class SqliteStore:
         outcome: Outcome,
         now: int,
         output: bytes | None,
+        output_total: int | None = None,
     ) -> None:
         attempts += 1
         if outcome.succeeded:
@@ -530,7 +571,7 @@ class SqliteStore:
         )
         conn.execute(
             "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code,"
-            " signal, error, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " signal, error, output, output_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.job_id,
                 run.n,
@@ -541,8 +582,11 @@ class SqliteStore:
                 outcome.signal,
                 outcome.error,
                 output,
+                len(output) if output_total is None and output is not None else output_total,
             ),
         )
+        # Writes a page only when a long run published live output.
+        conn.execute("DELETE FROM live_output WHERE job_id = ?", (run.job_id,))
 
     @_translating
     def recover_expired(

@@ -56,8 +56,17 @@ CREATE TABLE runs (
     exit_code    INTEGER,
     signal       INTEGER,
     error        TEXT,
-    output       BLOB,
+    output       BLOB,                         -- the last output_limit bytes
+    output_total INTEGER,                      -- bytes written in all
     PRIMARY KEY (job_id, n)
+);
+
+-- Output of runs in progress, published by the worker's heartbeat for `logs --follow`.
+CREATE TABLE live_output (
+    job_id       TEXT PRIMARY KEY,
+    n            INTEGER NOT NULL,
+    data         BLOB NOT NULL,
+    total        INTEGER NOT NULL
 );
 
 CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
