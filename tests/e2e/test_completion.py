@@ -1,0 +1,180 @@
+"""`queuectl completion`: the scripts, run by the real shells through the real executable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+QUEUECTL = str(BIN / "queuectl") if (BIN / "queuectl").exists() else shutil.which("queuectl")
+STATES = ["pending", "processing", "completed", "failed", "dead"]
+TOP_LEVEL = ["init-db", "enqueue", "worker", "status", "list", "show", "wait", "dlq", "config"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A temporary queue, with this queuectl first on PATH (the scripts call `queuectl`)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("QUEUECTL_DB", "QUEUECTL_DEBUG")}
+    environ["QUEUECTL_HOME"] = str(tmp_path / "home")
+    environ["PATH"] = f"{Path(str(QUEUECTL)).parent}{os.pathsep}{environ.get('PATH', '')}"
+    return environ
+
+
+def _queuectl(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [str(QUEUECTL), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def bash_script(env: dict[str, str], tmp_path: Path) -> Path:
+    path = tmp_path / "queuectl.bash"
+    path.write_text(_queuectl(env, "completion", "bash"))
+    return path
+
+
+def bash_complete(script: Path, env: dict[str, str], line: str) -> list[str]:
+    """Candidates bash offers for `line` (the last word is the one being completed)."""
+    words = line.split(" ")
+    program = (
+        'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _queuectl; '
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", program, "bash", str(script), *words],
+        env=env,
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return [word for word in result.stdout.splitlines() if word]
+
+
+def test_bash_completes_commands_at_every_level(bash_script: Path, env: dict[str, str]) -> None:
+    assert bash_complete(bash_script, env, "queuectl wor") == ["worker"]
+    assert set(TOP_LEVEL) <= set(bash_complete(bash_script, env, "queuectl "))
+    assert bash_complete(bash_script, env, "queuectl worker ") == ["start", "stop"]
+    assert bash_complete(bash_script, env, "queuectl dlq ") == ["list", "retry"]
+    assert bash_complete(bash_script, env, "queuectl config ") == ["list", "get", "set"]
+    # Options before the command do not hide it; a command's value is not a command.
+    assert bash_complete(bash_script, env, "queuectl --db /tmp/x.db worker s") == [
+        "start",
+        "stop",
+    ]
+    assert bash_complete(bash_script, env, "queuectl worker start ") == []
+
+
+def test_bash_hides_internal_commands(bash_script: Path, env: dict[str, str]) -> None:
+    assert "run" not in bash_complete(bash_script, env, "queuectl worker ")
+
+
+def test_bash_completes_options_per_command(bash_script: Path, env: dict[str, str]) -> None:
+    options = bash_complete(bash_script, env, "queuectl list -")
+    assert {"--state", "--limit", "--json", "--help"} <= set(options)
+    assert "--count" not in options
+    assert "--count" in bash_complete(bash_script, env, "queuectl worker start --")
+    assert "--db" in bash_complete(bash_script, env, "queuectl --")
+
+
+def test_bash_completes_states(bash_script: Path, env: dict[str, str]) -> None:
+    assert bash_complete(bash_script, env, "queuectl list --state ") == STATES
+    assert bash_complete(bash_script, env, "queuectl list -s d") == ["dead"]
+    # `--state=p`: bash splits the word at `=`.
+    assert bash_complete(bash_script, env, "queuectl list --state = p") == [
+        "pending",
+        "processing",
+    ]
+    # The value of --state is not taken for a positional: options still complete after it.
+    assert "--json" in bash_complete(bash_script, env, "queuectl list --state dead --j")
+
+
+def test_bash_completes_config_keys(bash_script: Path, env: dict[str, str]) -> None:
+    keys = bash_complete(bash_script, env, "queuectl config set ")
+    assert "max_retries" in keys
+    assert "backoff_base" in keys
+    assert bash_complete(bash_script, env, "queuectl config get max") == ["max_retries"]
+    assert bash_complete(bash_script, env, "queuectl config set max_retries ") == []
+
+
+def test_bash_completes_other_choices(bash_script: Path, env: dict[str, str]) -> None:
+    assert bash_complete(bash_script, env, "queuectl completion ") == ["bash", "zsh", "fish"]
+
+
+def test_bash_completes_job_ids(bash_script: Path, env: dict[str, str]) -> None:
+    for spec in (
+        '{"id": "alpha-1", "command": "true"}',
+        '{"id": "alpha-2", "command": "true"}',
+        '{"id": "b$(touch${IFS}pwned)", "command": "true"}',
+    ):
+        _queuectl(env, "enqueue", spec)
+    assert bash_complete(bash_script, env, "queuectl show alp") == ["alpha-1", "alpha-2"]
+    assert bash_complete(bash_script, env, "queuectl wait alpha-1 alpha-") == [
+        "alpha-1",
+        "alpha-2",
+    ]
+    # An id is data: it comes back quoted for the command line and is never run.
+    offered = bash_complete(bash_script, env, "queuectl show b")
+    assert offered == ["b\\$\\(touch\\$\\{IFS\\}pwned\\)"]
+    assert not (bash_script.parent / "pwned").exists()
+    # Only dead jobs are retried from the DLQ; there are none.
+    assert bash_complete(bash_script, env, "queuectl dlq retry ") == []
+
+
+def test_zsh_script_is_generated(env: dict[str, str], tmp_path: Path) -> None:
+    script = _queuectl(env, "completion", "zsh")
+    assert script.startswith("#compdef queuectl\n")
+    for name in [*TOP_LEVEL, "start", "stop", "retry", "max_retries", *STATES]:
+        assert name in script
+    if shutil.which("zsh") is not None:
+        path = tmp_path / "_queuectl"
+        path.write_text(script)
+        result = subprocess.run(["zsh", "-n", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_fish_script_is_generated(env: dict[str, str]) -> None:
+    script = _queuectl(env, "completion", "fish")
+    for name in [*TOP_LEVEL, "start", "stop", "retry", "max_retries", *STATES]:
+        assert name in script
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+def test_fish_completes(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "queuectl.fish"
+    path.write_text(_queuectl(env, "completion", "fish"))
+    _queuectl(env, "enqueue", '{"id": "alpha-1", "command": "true"}')
+
+    def complete(line: str) -> list[str]:
+        result = subprocess.run(
+            [
+                "fish",
+                "--no-config",
+                "-c",
+                'source $argv[1]; complete -C"$argv[2]"',
+                str(path),
+                line,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return [candidate.split("\t")[0] for candidate in result.stdout.splitlines()]
+
+    assert complete("queuectl wor") == ["worker"]
+    assert complete("queuectl worker ") == ["start", "stop"]
+    assert sorted(complete("queuectl list --state ")) == sorted(STATES)
+    assert "max_retries" in complete("queuectl config set ")
+    assert complete("queuectl config set max_retries ") == []
+    assert complete("queuectl show ") == ["alpha-1"]
