@@ -1,0 +1,97 @@
+"""Every command explains itself, and parsing arguments stays cheap to import."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from queuectl.cli.main import build_parser
+
+BIN = Path(sys.executable).parent
+QUEUECTL = str(BIN / "queuectl") if (BIN / "queuectl").exists() else shutil.which("queuectl")
+
+# Modules that only running a command may need, never parsing its arguments.
+HEAVY = ("click", "psycopg", "sqlite3", "_sqlite3", "subprocess", "uuid", "queuectl.store")
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], argparse.ArgumentParser, str | None]]:
+    """(path, parser, help) of every command below `parser`, hidden ones included."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                found.append(((*path, name), sub, helps.get(name)))
+                found += _commands(sub, (*path, name))
+    return found
+
+
+COMMANDS = _commands(build_parser())
+VISIBLE = [path for path, _, help_text in COMMANDS if help_text != argparse.SUPPRESS]
+
+
+def test_the_tree_is_found() -> None:
+    paths = {" ".join(path) for path, _, _ in COMMANDS}
+    assert {"enqueue", "worker start", "dlq retry", "config set", "completion"} <= paths
+
+
+@pytest.mark.parametrize(("path", "parser", "help_text"), COMMANDS, ids=lambda v: str(v))
+def test_every_command_has_help(
+    path: tuple[str, ...], parser: argparse.ArgumentParser, help_text: str | None
+) -> None:
+    if help_text == argparse.SUPPRESS:
+        return  # deliberately hidden, e.g. the internal `worker run`
+    assert help_text and help_text.strip(), f"`queuectl {' '.join(path)}` has no help"
+    for action in parser._actions:
+        if action.option_strings:
+            assert action.help, f"{'/'.join(action.option_strings)} of {path} has no help"
+
+
+@pytest.mark.parametrize("path", [(), *VISIBLE], ids=lambda p: " ".join(p) or "queuectl")
+def test_help_through_the_executable(path: tuple[str, ...], tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("QUEUECTL_DB", "QUEUECTL_DEBUG")}
+    env["QUEUECTL_HOME"] = str(tmp_path / "home")
+    result = subprocess.run(
+        [str(QUEUECTL), *path, "--help"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {' '.join(('queuectl', *path))}")
+    assert "==SUPPRESS==" not in result.stdout, "a hidden command is listed in the help"
+    assert not (tmp_path / "home").exists(), "--help touched the queue"
+
+
+def _imported_modules(*python_args: str) -> set[str]:
+    """Modules a fresh interpreter imports for `python -X importtime ARGS`."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *python_args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", result.stderr, re.M))
+
+
+def _heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)}
+
+
+@pytest.mark.parametrize(
+    "python_args",
+    [("-c", "import queuectl.cli.main"), ("-m", "queuectl", "--version")],
+    ids=["import", "version"],
+)
+def test_parsing_arguments_imports_nothing_heavy(python_args: tuple[str, ...]) -> None:
+    baseline = _imported_modules("-c", "pass")  # what site and .pth files load anyway
+    imported = _imported_modules(*python_args)
+    assert "queuectl.cli.main" in imported
+    assert _heavy(imported - baseline) == set()
