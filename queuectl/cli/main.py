@@ -11,7 +11,10 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 from queuectl import __version__
 
@@ -80,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     def command(
         group: Any, name: str, handler: str, help_text: str, json_flag: bool = False
     ) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
+        # argparse lists a subcommand even with help=SUPPRESS; leaving help out hides it.
+        listed = {} if help_text == argparse.SUPPRESS else {"help": help_text}
+        sub: argparse.ArgumentParser = group.add_parser(name, description=help_text, **listed)
         sub.set_defaults(handler=handler)
         if json_flag:
             sub.add_argument("--json", action="store_true", help="print JSON")

@@ -8,9 +8,10 @@ import sys
 import time
 
 from queuectl.cli.context import open_cli_store
+from queuectl.domain import WorkerInfo
 from queuectl.errors import InvalidInput
 from queuectl.paths import ensure_private_dir, queuectl_home, resolve_database
-from queuectl.store import open_store
+from queuectl.store import Store, open_store
 
 
 def start(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_remote(store, workers, timeout):  # type: ignore[no-untyped-def]
+def _wait_remote(store: Store, workers: list[WorkerInfo], timeout: float | None) -> list[str]:
     deadline = None if timeout is None else time.monotonic() + timeout
     ids = {w.id for w in workers}
     while ids:

@@ -19,9 +19,12 @@ from pathlib import Path
 
 from queuectl.domain import Job, Outcome, OutcomeKind
 from queuectl.worker import procinfo
+from queuectl.worker.output import OutputCapture
 
 # A single argv string longer than this fails with E2BIG (MAX_ARG_STRLEN is 128 KiB on Linux).
 _MAX_INLINE_COMMAND = 100_000
+# How often a running job's output file is checked against its cap.
+_CAP_CHECK_SECONDS = 0.1
 # Between SIGTERM and SIGKILL when a job is timed out or interrupted.
 KILL_GRACE_SECONDS = 2.0
 
@@ -53,9 +56,15 @@ def job_environment(base: Mapping[str, str], job: Job, run_no: int) -> dict[str,
 class Executor:
     """Runs jobs for one worker; `scratch` is the worker's private directory."""
 
-    def __init__(self, scratch: Path, wakeup_fd: int, force_requested: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        scratch: Path,
+        capture: OutputCapture,
+        wakeup_fd: int,
+        force_requested: Callable[[], bool],
+    ) -> None:
         self.scratch = scratch
-        self.output_path = scratch / "output"
+        self.capture = capture
         self._wakeup_fd = wakeup_fd
         self._force_requested = force_requested
         self._base_env = base_environment(os.environ)
@@ -66,7 +75,7 @@ class Executor:
         run_no: int,
         on_started: Callable[[JobProcess], None],
     ) -> Outcome:
-        """Run the job to an outcome. Output is left in `self.output_path`."""
+        """Run the job to an outcome; its output is in `self.capture`."""
         if not os.path.isdir(job.cwd):
             return Outcome(
                 OutcomeKind.FAILED_TO_START,
@@ -78,10 +87,7 @@ class Executor:
             script = self.scratch / "command.sh"
             script.write_text(job.command, encoding="utf-8")
             argv = ["/bin/sh", str(script)]
-        # O_APPEND lets the worker cut a runaway output file while the job keeps writing.
-        output_fd = os.open(
-            self.output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600
-        )
+        output_fd = self.capture.open_for_job()
         try:
             process = subprocess.Popen(
                 argv,
@@ -153,14 +159,3 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
-
-
-def read_tail(path: Path, limit: int) -> bytes:
-    """The last `limit` bytes of the file (the part of a run's output that is kept)."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - limit))
-            return handle.read(limit)
-    except FileNotFoundError:
-        return b""

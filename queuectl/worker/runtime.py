@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,8 @@ from types import FrameType
 from queuectl.domain import Claim, HeartbeatReply, RecoveredJob, WorkerInfo
 from queuectl.store.base import Store
 from queuectl.worker import procinfo
-from queuectl.worker.executor import Executor, JobProcess, read_tail
+from queuectl.worker.executor import Executor, JobProcess
+from queuectl.worker.output import OutputCapture
 
 log = logging.getLogger("queuectl.worker")
 
@@ -32,6 +34,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 FORCE_SIGNAL = signal.SIGUSR1
 # In the worker's scratch directory: "RUN PID START JOB_ID" of the job process running now.
 RUN_FILE = "current-run"
+# Short jobs never publish live output: the finished run carries it.
+_PUBLISH_AFTER_SECONDS = 0.5
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -66,6 +70,7 @@ class Worker:
         self.flags = StopFlags()
         self.scratch = scratch_root / worker_id
         self._run_file = -1
+        self._running: tuple[Claim, float] | None = None  # read by the heartbeat thread
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pid = os.getpid()
         self.info = WorkerInfo(
@@ -96,7 +101,8 @@ class Worker:
     def run(self, *, burst: bool = False) -> int:
         """Work until stopped (or, with burst, until nothing is runnable). Returns jobs run."""
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-        executor = Executor(self.scratch, self._wakeup_read, self.flags.force.is_set)
+        self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
+        executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
         self._run_file = os.open(
             self.scratch / RUN_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
@@ -146,9 +152,16 @@ class Worker:
             os.pwrite(self._run_file, note, 0)
             os.ftruncate(self._run_file, len(note))
 
-        outcome = executor.run(job, claim.run_no, on_started)
-        output = read_tail(executor.output_path, self.store.config().output_limit)
-        result = self.store.finish(claim, outcome, output, claim_next=not self.flags.stop.is_set())
+        self.capture.limit = self.store.config().output_limit
+        self._running = (claim, time.monotonic())
+        try:
+            outcome = executor.run(job, claim.run_no, on_started)
+        finally:
+            self._running = None
+        output, total = self.capture.snapshot()
+        result = self.store.finish(
+            claim, outcome, output, total, claim_next=not self.flags.stop.is_set()
+        )
         if not result.recorded:
             log.warning(
                 "outcome of job %s run %d discarded: the lease was lost and the job taken over",
@@ -176,6 +189,7 @@ class Worker:
                     break
                 store.recover_expired(config.lease_seconds, self._end_lost_run)
                 store.maintain()
+                self._publish_output(store)
                 interval = min(config.lease_seconds / 3, config.poll_interval)
                 self.flags.stop.wait(max(0.05, interval))
         except Exception:
@@ -183,6 +197,15 @@ class Worker:
             self.flags.request_stop()
         finally:
             store.close()
+
+    def _publish_output(self, store: Store) -> None:
+        """Share the output of a job running for a while, for `logs --follow` on any host."""
+        running = self._running
+        if running is None or time.monotonic() - running[1] < _PUBLISH_AFTER_SECONDS:
+            return
+        snapshot = self.capture.changed_since_publish()
+        if snapshot is not None:
+            store.publish_output(running[0], *snapshot)
 
     def _end_lost_run(self, job: RecoveredJob) -> None:
         """Before a lost job runs again, end its processes if they ran on this host."""

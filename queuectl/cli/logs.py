@@ -1,0 +1,54 @@
+"""`queuectl logs ID [--attempt N] [--follow]`: a run's captured output, from any host."""
+
+from __future__ import annotations
+
+import codecs
+import sys
+
+from queuectl.domain import RunOutput
+from queuectl.errors import JobNotFound, OperationFailed
+from queuectl.store.base import Store
+
+_FOLLOW_POLL_SECONDS = 0.25
+
+
+class _Printer:
+    """Writes output as text: invalid UTF-8 becomes U+FFFD, never a crash."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.printed_total = 0
+
+    def show(self, output: RunOutput) -> None:
+        new = output.total_bytes - self.printed_total
+        if new <= 0:
+            return
+        chunk = output.data[-new:] if new <= len(output.data) else output.data
+        if new > len(output.data):
+            sys.stdout.write(f"[... {new - len(output.data)} earlier bytes not kept ...]\n")
+        sys.stdout.write(self._decoder.decode(chunk, final=output.finished))
+        sys.stdout.flush()
+        self.printed_total = output.total_bytes
+
+
+def show_logs(store: Store, job_id: str, attempt: int | None, follow: bool) -> int:
+    job = store.get_job(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    output = store.get_output(job_id, attempt)
+    if output is None and attempt is not None:
+        raise OperationFailed(f"job {job_id!r} has no run {attempt} (it has {job.runs_total})")
+    printer = _Printer()
+    while output is None:  # following a job that has not started yet
+        if not follow:
+            raise OperationFailed(f"job {job_id!r} has not run yet")
+        store.wait_for_jobs(_FOLLOW_POLL_SECONDS, lambda: False)
+        output = store.get_output(job_id)
+    printer.show(output)
+    while follow and not output.finished:
+        store.wait_for_jobs(_FOLLOW_POLL_SECONDS, lambda: False)
+        latest = store.get_output(job_id, output.n)
+        if latest is not None:
+            output = latest
+            printer.show(output)
+    return 0
