@@ -73,6 +73,9 @@ LEFT JOIN workers w ON w.id = j.worker_id
 WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < :cutoff)
 """
 
+# Only the worker holding this very run may write its outcome.
+_FENCE = "id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?"
+
 T = TypeVar("T")
 
 
@@ -520,29 +523,71 @@ class SqliteStore:
         now = self._now_us()
         job = claim.job
         assert job.worker_id is not None
+        run = _RunInProgress(job.id, claim.run_no, job.worker_id, to_micros(claim.started_at))
         with self._write() as conn:
-            # The fence: only the worker holding this very run may record its outcome.
-            row = conn.execute(
-                "SELECT attempts, max_retries FROM jobs "
-                "WHERE id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?",
-                (job.id, job.worker_id, claim.run_no),
-            ).fetchone()
-            recorded = row is not None
-            if row is not None:
-                self._record_attempt(
-                    conn,
-                    _RunInProgress(
-                        job.id, claim.run_no, job.worker_id, to_micros(claim.started_at)
-                    ),
-                    row[0],
-                    row[1],
-                    outcome,
-                    now,
-                    output,
-                    output_total,
-                )
+            if outcome.succeeded:
+                # The common case in one statement; the WHERE clause is the fence.
+                recorded = self._record_success(conn, run, now, output, output_total)
+            else:
+                # The fence: only the worker holding this very run may record its outcome.
+                row = conn.execute(
+                    f"SELECT attempts, max_retries FROM jobs WHERE {_FENCE}", _fence_args(run)
+                ).fetchone()
+                recorded = row is not None
+                if row is not None:
+                    self._record_attempt(
+                        conn, run, row[0], row[1], outcome, now, output, output_total
+                    )
             next_claim = self._claim_locked(conn, job.worker_id, now) if claim_next else None
         return FinishResult(recorded, next_claim)
+
+    def _record_success(
+        self,
+        conn: sqlite3.Connection,
+        run: _RunInProgress,
+        now: int,
+        output: bytes | None,
+        output_total: int | None,
+    ) -> bool:
+        cursor = conn.execute(
+            "UPDATE jobs SET state = 'completed', attempts = attempts + 1, exit_code = 0,"
+            f" last_error = NULL, updated_at = ?, started_at = NULL WHERE {_FENCE}",
+            (now, *_fence_args(run)),
+        )
+        if cursor.rowcount == 0:
+            return False
+        self._insert_run(
+            conn, run, now, Outcome(OutcomeKind.SUCCEEDED, exit_code=0), output, output_total
+        )
+        return True
+
+    def _insert_run(
+        self,
+        conn: sqlite3.Connection,
+        run: _RunInProgress,
+        now: int,
+        outcome: Outcome,
+        output: bytes | None,
+        output_total: int | None,
+    ) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code,"
+            " signal, error, output, output_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.job_id,
+                run.n,
+                run.worker_id,
+                run.started_at,
+                now,
+                outcome.exit_code,
+                outcome.signal,
+                outcome.error,
+                output,
+                len(output) if output_total is None and output is not None else output_total,
+            ),
+        )
+        # Writes a page only when a long run published live output.
+        conn.execute("DELETE FROM live_output WHERE job_id = ?", (run.job_id,))
 
     def _record_attempt(
         self,
@@ -569,24 +614,7 @@ class SqliteStore:
             " last_error = ?, updated_at = ?, started_at = NULL WHERE id = ?",
             (state.value, attempts, run_at, outcome.exit_code, outcome.error, now, run.job_id),
         )
-        conn.execute(
-            "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code,"
-            " signal, error, output, output_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.job_id,
-                run.n,
-                run.worker_id,
-                run.started_at,
-                now,
-                outcome.exit_code,
-                outcome.signal,
-                outcome.error,
-                output,
-                len(output) if output_total is None and output is not None else output_total,
-            ),
-        )
-        # Writes a page only when a long run published live output.
-        conn.execute("DELETE FROM live_output WHERE job_id = ?", (run.job_id,))
+        self._insert_run(conn, run, now, outcome, output, output_total)
 
     @_translating
     def recover_expired(
@@ -625,6 +653,10 @@ class _RunInProgress:
     n: int
     worker_id: str | None
     started_at: int
+
+
+def _fence_args(run: _RunInProgress) -> tuple[str, str | None, int]:
+    return (run.job_id, run.worker_id, run.n)
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:

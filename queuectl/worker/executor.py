@@ -14,11 +14,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from queuectl.domain import Job, Outcome, OutcomeKind
-from queuectl.worker import procinfo
 from queuectl.worker.output import OutputCapture
 
 # A single argv string longer than this fails with E2BIG (MAX_ARG_STRLEN is 128 KiB on Linux).
@@ -30,14 +28,6 @@ KILL_GRACE_SECONDS = 2.0
 
 # Never passed to jobs: it may hold a database password.
 _WITHHELD_VARIABLES = ("QUEUECTL_DB",)
-
-
-@dataclass
-class JobProcess:
-    """What the recoverer needs to end a lost run: the group leader and its start time."""
-
-    pid: int
-    start_time: int | None
 
 
 def base_environment(worker_env: Mapping[str, str]) -> dict[str, str]:
@@ -73,7 +63,7 @@ class Executor:
         self,
         job: Job,
         run_no: int,
-        on_started: Callable[[JobProcess], None],
+        on_started: Callable[[int], None],
     ) -> Outcome:
         """Run the job to an outcome; its output is in `self.capture`."""
         if not os.path.isdir(job.cwd):
@@ -103,7 +93,7 @@ class Executor:
         finally:
             os.close(output_fd)
         try:
-            on_started(JobProcess(process.pid, procinfo.start_time(process.pid)))
+            on_started(process.pid)
             return self._wait(process, job.timeout)
         finally:
             if script is not None:

@@ -36,6 +36,8 @@ class OutputCapture:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
 
     def _read_tail(self, size: int) -> bytes:
+        if size == 0:
+            return b""
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(max(0, size - self.limit))

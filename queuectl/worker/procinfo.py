@@ -49,14 +49,30 @@ def signal_process(pid: int, expected_start: int, signum: int) -> bool:
     return True
 
 
-def kill_process_group(leader_pid: int, expected_start: int | None) -> bool:
-    """SIGKILL a job's whole process group, if its leader is still the same process.
+def _environment(pid: int) -> dict[bytes, bytes] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    pairs = (item.partition(b"=") for item in data.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
 
-    The group outlives its leader while any member lives; without a start time
-    to check we only act if the group still exists under that number.
+
+def kill_job_group(leader_pid: int, job_id: str, run_no: int) -> bool:
+    """SIGKILL the process group of run `run_no` of a job, if it is still that run's.
+
+    A pid cannot be reused while a process group of that number exists, so:
+    if the leader is gone, any group left under its number is the job's; if a
+    process has the number, its environment (set by the worker at spawn) must
+    name this very run. Nothing is read on the hot path: this runs at recovery.
     """
-    if expected_start is not None and start_time(leader_pid) not in (None, expected_start):
-        return False  # the number was reused by an unrelated process
+    env = _environment(leader_pid)
+    if env is not None and (
+        env.get(b"QUEUECTL_JOB_ID") != job_id.encode()
+        or env.get(b"QUEUECTL_ATTEMPT") != str(run_no).encode()
+    ):
+        return False  # the number now belongs to an unrelated process
     try:
         os.killpg(leader_pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

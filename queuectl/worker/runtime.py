@@ -24,7 +24,7 @@ from types import FrameType
 from queuectl.domain import Claim, HeartbeatReply, RecoveredJob, WorkerInfo
 from queuectl.store.base import Store
 from queuectl.worker import procinfo
-from queuectl.worker.executor import Executor, JobProcess
+from queuectl.worker.executor import Executor
 from queuectl.worker.output import OutputCapture
 
 log = logging.getLogger("queuectl.worker")
@@ -32,7 +32,7 @@ log = logging.getLogger("queuectl.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # `worker stop --force`: interrupt the running job at once.
 FORCE_SIGNAL = signal.SIGUSR1
-# In the worker's scratch directory: "RUN PID START JOB_ID" of the job process running now.
+# In the worker's scratch directory: "RUN PID JOB_ID" of the job process running now.
 RUN_FILE = "current-run"
 # Short jobs never publish live output: the finished run carries it.
 _PUBLISH_AFTER_SECONDS = 0.5
@@ -146,9 +146,9 @@ class Worker:
         job = claim.job
         log.debug("run %d of job %s started", claim.run_no, job.id)
 
-        def on_started(process: JobProcess) -> None:
+        def on_started(pid: int) -> None:
             # A local note, not a database write: only a recoverer on this host can use it.
-            note = f"{claim.run_no} {process.pid} {process.start_time or 0} {job.id}".encode()
+            note = f"{claim.run_no} {pid} {job.id}".encode()
             os.pwrite(self._run_file, note, 0)
             os.ftruncate(self._run_file, len(note))
 
@@ -218,10 +218,10 @@ class Worker:
             return
         lost_scratch = self.scratch.parent / job.worker_id
         try:
-            run_no, pid, start, job_id = (lost_scratch / RUN_FILE).read_text().split(" ", 3)
+            run_no, pid, job_id = (lost_scratch / RUN_FILE).read_text().split(" ", 2)
         except (OSError, ValueError):
             return
         if job_id == job.job_id and int(run_no) == job.run_no:
-            if procinfo.kill_process_group(int(pid), int(start) or None):
+            if procinfo.kill_job_group(int(pid), job.job_id, job.run_no):
                 log.warning("ended the leftover processes of job %s", job.job_id)
             shutil.rmtree(lost_scratch, ignore_errors=True)
