@@ -72,6 +72,9 @@ def load_json(text: str, *, what: str = "JSON") -> Any:
         ) from None
     except RecursionError:
         raise InvalidInput(f"invalid {what}: nested too deeply") from None
+    except ValueError as exc:
+        # e.g. an integer literal longer than Python's int conversion limit (4300 digits)
+        raise InvalidInput(f"invalid {what}: {exc}") from None
 
 
 def load_batch(text: str) -> list[Any]:
@@ -122,7 +125,7 @@ def _validate_command(value: Any) -> str:
 def _validate_int(name: str, value: Any, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"{name!r} must be an integer, not {_type_name(value)}")
-    if abs(value) > INT64_MAX:
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
         raise InvalidInput(f"{name!r} is outside the 64-bit integer range")
     if minimum is not None and value < minimum:
         raise InvalidInput(f"{name!r} must be >= {minimum}")

@@ -39,16 +39,20 @@ def parse_timestamp(text: str) -> datetime:
     candidate = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", candidate)
     try:
         parsed = datetime.fromisoformat(candidate)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     except ValueError as exc:
         raise InvalidInput(f"invalid timestamp {text!r}: {exc}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    except OverflowError:
+        # e.g. 9999-12-31T23:59:59-01:00 is past the last representable UTC instant
+        raise InvalidInput(f"invalid timestamp {text!r}: out of range") from None
 
 
 def format_timestamp(moment: datetime) -> str:
     """ISO 8601 UTC with microseconds, ending in Z (the JSON contract)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y"): strftime does not zero-pad years before 1000.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def to_micros(moment: datetime) -> int:

@@ -1,0 +1,103 @@
+"""Fixtures shared by every test: a private QUEUECTL_HOME, the CLI runner, the stores."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from queuectl.paths import DatabaseLocation, redact_url
+from queuectl.store import Store, open_store
+from tests import helpers
+
+PG_URL_VARIABLE = "QUEUECTL_TEST_PG_URL"
+
+
+@pytest.fixture
+def queuectl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh QUEUECTL_HOME (not created yet: queuectl must create it) and no QUEUECTL_DB."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("QUEUECTL_HOME", str(home))
+    monkeypatch.delenv("QUEUECTL_DB", raising=False)
+    monkeypatch.delenv("QUEUECTL_DEBUG", raising=False)
+    return home
+
+
+@pytest.fixture
+def run_cli(queuectl_home: Path) -> Callable[..., helpers.CliResult]:
+    """Run the real `queuectl` executable in the test's own QUEUECTL_HOME."""
+    return helpers.run_cli
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., object]:
+    return helpers.wait_until
+
+
+class StoreFactory:
+    """Opens stores on one test database; every store it opened is closed at teardown."""
+
+    def __init__(self, backend: str, location: DatabaseLocation) -> None:
+        self.backend = backend
+        self.location = location
+        self._opened: list[Store] = []
+
+    def __call__(self) -> Store:
+        store = open_store(self.location)
+        self._opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            with contextlib.suppress(Exception):  # a test may have closed it already
+                store.close()
+
+
+def _postgres_location(request: pytest.FixtureRequest) -> Iterator[DatabaseLocation]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    url = os.environ.get(PG_URL_VARIABLE)
+    if not url:
+        pytest.skip(f"{PG_URL_VARIABLE} is not set: PostgreSQL store tests skipped")
+    # Imported only now: without a URL the PostgreSQL backend is never imported at all.
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    import queuectl.store.postgres  # noqa: F401  (fails loudly if the backend is missing)
+
+    name = f"queuectl_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(url, dbname=name)
+    try:
+        yield DatabaseLocation("postgresql", None, dsn, redact_url(url) + f" ({name})")
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Every backend: "sqlite" always, "postgresql" when QUEUECTL_TEST_PG_URL is set."""
+    if request.param == "sqlite":
+        path = tmp_path / "store" / "queue.db"
+        factory = StoreFactory("sqlite", DatabaseLocation("sqlite", path, None, str(path)))
+        yield factory
+        factory.close_all()
+        return
+    for location in _postgres_location(request):
+        factory = StoreFactory("postgresql", location)
+        yield factory
+        factory.close_all()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    """A store on an empty database of each backend."""
+    return store_factory()
