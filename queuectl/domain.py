@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from queuectl.timeutil import format_timestamp
 
@@ -28,8 +27,7 @@ RUNNABLE_STATES = (JobState.PENDING, JobState.FAILED)
 FINAL_STATES = (JobState.COMPLETED, JobState.DEAD)
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
+class NewJob(NamedTuple):
     """A validated job spec, ready to be stored. `run_at` None means "now"."""
 
     id: str
@@ -40,11 +38,10 @@ class NewJob:
     delay: float
     timeout: float
     cwd: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
     id: str
     command: str
     state: JobState
@@ -88,8 +85,7 @@ class Job:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(NamedTuple):
     """One attempt of a job, numbered 1.. over the job's whole life."""
 
     job_id: str
@@ -129,8 +125,7 @@ class OutcomeKind(str, enum.Enum):
     WORKER_LOST = "worker_lost"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How one attempt ended. Only SUCCEEDED completes the job."""
 
     kind: OutcomeKind
@@ -154,8 +149,7 @@ class Outcome:
         return cls(OutcomeKind.EXITED, exit_code=returncode, error=f"exited with code {returncode}")
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(NamedTuple):
     """A job a worker holds: `run_no` fences every later write for this run."""
 
     job: Job
@@ -163,8 +157,7 @@ class Claim:
     started_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RunOutput:
+class RunOutput(NamedTuple):
     """Captured output of one run: the kept tail, and how much was written in all."""
 
     n: int
@@ -173,14 +166,12 @@ class RunOutput:
     finished: bool
 
 
-@dataclass(frozen=True, slots=True)
-class FinishResult:
+class FinishResult(NamedTuple):
     recorded: bool  # False: the lease was lost and another worker owns the job now
     next_claim: Claim | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
+class WorkerInfo(NamedTuple):
     id: str
     host: str
     pid: int
@@ -208,8 +199,7 @@ class HeartbeatReply(str, enum.Enum):
     UNKNOWN = "unknown"  # registration gone (recovered as lost): register again
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveredJob:
+class RecoveredJob(NamedTuple):
     """A job taken back from a worker whose lease expired."""
 
     job_id: str

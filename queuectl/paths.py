@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 from queuectl.errors import InvalidInput, StoreUnavailable
 
@@ -12,29 +11,32 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 
-def queuectl_home() -> Path:
+# Plain strings and os.path here, not pathlib: this module is on every command's
+# start-up path, and pathlib's import costs several milliseconds.
+
+
+def queuectl_home() -> str:
     """QUEUECTL_HOME, default ~/.queuectl (the original system's directory)."""
     configured = os.environ.get("QUEUECTL_HOME")
-    return Path(configured).expanduser() if configured else Path.home() / ".queuectl"
+    return os.path.abspath(os.path.expanduser(configured or "~/.queuectl"))
 
 
-def ensure_private_dir(path: Path) -> Path:
+def ensure_private_dir(path: str) -> str:
     """Create the directory 0700 whatever the umask; tighten it if it already exists."""
     try:
-        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        if path.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:
-            path.chmod(PRIVATE_DIR_MODE)
+        os.makedirs(path, mode=PRIVATE_DIR_MODE, exist_ok=True)
+        if os.stat(path).st_mode & 0o777 != PRIVATE_DIR_MODE:
+            os.chmod(path, PRIVATE_DIR_MODE)
     except OSError as exc:
         raise StoreUnavailable(f"cannot create data directory {path}: {exc.strerror}") from None
     return path
 
 
-@dataclass(frozen=True)
-class DatabaseLocation:
+class DatabaseLocation(NamedTuple):
     """A parsed database address. `url` is safe to print (no password)."""
 
     kind: str  # "sqlite" or "postgresql"
-    path: Path | None  # for sqlite
+    path: str | None  # for sqlite
     dsn: str | None  # for postgresql, with the password: never print it
     url: str
 
@@ -43,8 +45,8 @@ def resolve_database(explicit: str | None = None) -> DatabaseLocation:
     """--db, else QUEUECTL_DB, else QUEUECTL_HOME/queue.db."""
     raw = explicit or os.environ.get("QUEUECTL_DB") or ""
     if not raw:
-        path = queuectl_home() / "queue.db"
-        return DatabaseLocation("sqlite", path, None, str(path))
+        path = os.path.join(queuectl_home(), "queue.db")
+        return DatabaseLocation("sqlite", path, None, path)
     if raw.startswith(("postgresql://", "postgres://")):
         return DatabaseLocation("postgresql", None, raw, redact_url(raw))
     if raw.startswith("sqlite:///"):
@@ -54,8 +56,8 @@ def resolve_database(explicit: str | None = None) -> DatabaseLocation:
             f"unsupported database URL {redact_url(raw)!r}: use a file path, sqlite:///path "
             "or postgresql://..."
         )
-    path = Path(raw).expanduser().absolute()
-    return DatabaseLocation("sqlite", path, None, str(path))
+    path = os.path.abspath(os.path.expanduser(raw))
+    return DatabaseLocation("sqlite", path, None, path)
 
 
 def redact_url(url: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from queuectl.domain import JobState
 
@@ -10,8 +10,7 @@ from queuectl.domain import JobState
 _MAX_DELAY_SECONDS = 10 * 365 * 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
-class RetryDecision:
+class RetryDecision(NamedTuple):
     state: JobState  # FAILED (will run again) or DEAD
     delay: float  # seconds until it may run again; 0 when dead
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from queuectl.errors import InvalidInput
 
@@ -31,8 +31,7 @@ def _parse_number(text: str) -> float:
     return value
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     key: str
     default: str
     parse: Callable[[str], float]
@@ -86,8 +85,7 @@ def lookup(key: str) -> Setting:
     return setting
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """Effective settings, typed. Built from stored overrides over the defaults."""
 
     max_retries: int

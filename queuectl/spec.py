@@ -6,10 +6,8 @@ import json
 import math
 import os
 import unicodedata
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from queuectl.domain import NewJob
 from queuectl.errors import InvalidInput
@@ -38,8 +36,7 @@ SPEC_FIELDS = (
 LEGACY_FIELDS = ("state", "attempts", "created_at", "updated_at")
 
 
-@dataclass(frozen=True)
-class SpecDefaults:
+class SpecDefaults(NamedTuple):
     """What a field takes when the spec leaves it out (from config and the caller)."""
 
     max_retries: int
@@ -94,7 +91,7 @@ def load_batch(text: str) -> list[Any]:
 
 def new_job_id() -> str:
     """64 random bits in hex: short enough to type, unique in practice."""
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()
 
 
 def validate_id(value: Any) -> str:

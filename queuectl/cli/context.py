@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from queuectl.paths import resolve_database
-from queuectl.store import Store, open_store
+from queuectl.store import open_store
+
+if TYPE_CHECKING:
+    from queuectl.store.base import Store
 
 
 def open_cli_store(args: argparse.Namespace) -> Store:

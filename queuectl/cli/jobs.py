@@ -1,9 +1,8 @@
-"""Commands about jobs: init-db, enqueue, list, show, status, wait, logs, dlq."""
+"""Commands that read jobs: init-db, list, show, status, wait, logs, dlq."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -18,59 +17,6 @@ def init_db(args: argparse.Namespace) -> int:
     store = open_cli_store(args)
     print(f"Database ready at {store.description}")
     return 0
-
-
-def _read_job_file(path: str) -> str:
-    try:
-        if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
-
-
-def enqueue(args: argparse.Namespace) -> int:
-    from queuectl import spec
-
-    if (args.job is None) == (args.file is None):
-        raise InvalidInput("give a job as JSON, or --file PATH, (not both)")
-    items = (
-        spec.load_batch(_read_job_file(args.file))
-        if args.file is not None
-        else [spec.load_json(args.job, what="job JSON")]
-    )
-    if not items:
-        raise InvalidInput("no jobs given")
-    store = open_cli_store(args)
-    config = store.config()
-    defaults = spec.SpecDefaults(
-        max_retries=config.max_retries, timeout=config.job_timeout, cwd=_cwd()
-    )
-    jobs = (
-        spec.parse_job_batch(items, defaults)
-        if args.file is not None
-        else [spec.parse_job_spec(items[0], defaults)]
-    )
-    ids = store.enqueue(jobs)
-    if args.json:
-        print_json(ids)
-    elif args.file is not None:
-        print(len(ids))
-    else:
-        print(ids[0])
-    return 0
-
-
-def _cwd() -> str:
-    try:
-        return os.getcwd()
-    except FileNotFoundError:
-        raise InvalidInput(
-            'the current directory no longer exists: give "cwd" in the job'
-        ) from None
 
 
 def status(args: argparse.Namespace) -> int:

@@ -68,7 +68,17 @@ def _state(text: str) -> str:
     return text.lower()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command tree, or with `only`, just that top-level command.
+
+    Each parser argparse builds costs start-up time (its gettext lookups alone
+    are about a quarter of a millisecond a string), so a plain run builds only
+    the command it runs; help and completion build everything.
+    """
+
+    def wanted(name: str) -> bool:
+        return only is None or only == name
+
     parser = _Parser(
         prog="queuectl",
         description="A job queue for shell commands: background workers, retries with "
@@ -77,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"queuectl {__version__}")
     parser.add_argument("--db", help="database: a file path, sqlite:///path or postgresql://...")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # An explicit prog spares argparse building a help formatter (and importing shutil).
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, prog="queuectl"
+    )
     commands.required = True
 
     def command(
@@ -91,80 +104,135 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON")
         return sub
 
-    command(commands, "init-db", "queuectl.cli.jobs:init_db", "create or migrate the database")
+    if wanted("init-db"):
+        command(commands, "init-db", "queuectl.cli.jobs:init_db", "create or migrate the database")
 
-    sub = command(
-        commands, "enqueue", "queuectl.cli.jobs:enqueue", "add a job (or many with --file)"
-    )
-    sub.add_argument(
-        "job", nargs="?", metavar="JSON", help='job spec, e.g. \'{"command":"echo hi"}\''
-    )
-    sub.add_argument("--file", "-f", metavar="PATH", help="JSON Lines or a JSON array; - = stdin")
-    sub.add_argument("--json", action="store_true", help="print the ids as JSON")
+    if wanted("enqueue"):
+        sub = command(
+            commands, "enqueue", "queuectl.cli.enqueue:run", "add a job (or many with --file)"
+        )
+        sub.add_argument(
+            "job", nargs="?", metavar="JSON", help='job spec, e.g. \'{"command":"echo hi"}\''
+        )
+        sub.add_argument(
+            "--file", "-f", metavar="PATH", help="JSON Lines or a JSON array; - = stdin"
+        )
+        sub.add_argument("--json", action="store_true", help="print the ids as JSON")
 
-    workers = command(commands, "worker", "", "start or stop workers")
-    worker_commands = workers.add_subparsers(
-        dest="worker_command", metavar="ACTION", parser_class=_Parser
-    )
-    worker_commands.required = True
-    sub = command(worker_commands, "start", "queuectl.cli.workers:start", "start workers")
-    sub.add_argument("--count", "-c", type=_positive_int, default=1, help="how many (default 1)")
-    sub.add_argument("--foreground", action="store_true", help="run attached until a signal")
-    sub = command(worker_commands, "stop", "queuectl.cli.workers:stop", "stop workers gracefully")
-    sub.add_argument("--timeout", type=_seconds, help="exit 1 if some still run after S seconds")
-    sub.add_argument("--no-wait", action="store_true", help="do not wait for them to exit")
-    sub.add_argument("--force", action="store_true", help="interrupt running jobs")
-    sub.add_argument("--all-hosts", action="store_true", help="ask every host's workers to stop")
-    sub = command(worker_commands, "run", "queuectl.cli.workers:run_one", argparse.SUPPRESS)
-    sub.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    sub.add_argument("--id", help="worker id (default: generated)")
+    if wanted("worker"):
+        workers = command(commands, "worker", "", "start or stop workers")
+        worker_commands = workers.add_subparsers(
+            dest="worker_command", metavar="ACTION", parser_class=_Parser, prog="queuectl worker"
+        )
+        worker_commands.required = True
+        sub = command(worker_commands, "start", "queuectl.cli.workers:start", "start workers")
+        sub.add_argument(
+            "--count", "-c", type=_positive_int, default=1, help="how many (default 1)"
+        )
+        sub.add_argument("--foreground", action="store_true", help="run attached until a signal")
+        sub = command(
+            worker_commands, "stop", "queuectl.cli.workers:stop", "stop workers gracefully"
+        )
+        sub.add_argument(
+            "--timeout", type=_seconds, help="exit 1 if some still run after S seconds"
+        )
+        sub.add_argument("--no-wait", action="store_true", help="do not wait for them to exit")
+        sub.add_argument("--force", action="store_true", help="interrupt running jobs")
+        sub.add_argument(
+            "--all-hosts", action="store_true", help="ask every host's workers to stop"
+        )
+        sub = command(worker_commands, "run", "queuectl.cli.workers:run_one", argparse.SUPPRESS)
+        sub.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+        sub.add_argument("--id", help="worker id (default: generated)")
 
-    command(commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True)
+    if wanted("status"):
+        command(commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True)
 
-    sub = command(commands, "list", "queuectl.cli.jobs:list_jobs", "list jobs, oldest first", True)
-    sub.add_argument("--state", "-s", type=_state, help="only jobs in this state")
-    sub.add_argument("--limit", "-n", type=_non_negative_int, help="at most N jobs")
+    if wanted("list"):
+        sub = command(
+            commands, "list", "queuectl.cli.jobs:list_jobs", "list jobs, oldest first", True
+        )
+        sub.add_argument("--state", "-s", type=_state, help="only jobs in this state")
+        sub.add_argument("--limit", "-n", type=_non_negative_int, help="at most N jobs")
 
-    sub = command(commands, "show", "queuectl.cli.jobs:show", "one job and its attempts", True)
-    sub.add_argument("id", metavar="ID")
-    sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
+    if wanted("show"):
+        sub = command(commands, "show", "queuectl.cli.jobs:show", "one job and its attempts", True)
+        sub.add_argument("id", metavar="ID")
+        sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
 
-    sub = command(commands, "wait", "queuectl.cli.jobs:wait", "wait until jobs finish")
-    sub.add_argument("ids", nargs="+", metavar="ID")
-    sub.add_argument("--timeout", type=_seconds, help="give up after S seconds (exit 124)")
+    if wanted("wait"):
+        sub = command(commands, "wait", "queuectl.cli.jobs:wait", "wait until jobs finish")
+        sub.add_argument("ids", nargs="+", metavar="ID")
+        sub.add_argument("--timeout", type=_seconds, help="give up after S seconds (exit 124)")
 
-    sub = command(commands, "logs", "queuectl.cli.jobs:logs", "captured output of a job")
-    sub.add_argument("id", metavar="ID")
-    sub.add_argument(
-        "--attempt", type=_positive_int, metavar="N", help="the Nth run, not the latest"
-    )
-    sub.add_argument("--follow", action="store_true", help="stream until the run ends")
+    if wanted("logs"):
+        sub = command(commands, "logs", "queuectl.cli.jobs:logs", "captured output of a job")
+        sub.add_argument("id", metavar="ID")
+        sub.add_argument(
+            "--attempt", type=_positive_int, metavar="N", help="the Nth run, not the latest"
+        )
+        sub.add_argument("--follow", action="store_true", help="stream until the run ends")
 
-    dlq = command(commands, "dlq", "", "the dead letter queue")
-    dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", parser_class=_Parser)
-    dlq_commands.required = True
-    command(dlq_commands, "list", "queuectl.cli.jobs:dlq_list", "list dead jobs", True)
-    sub = command(dlq_commands, "retry", "queuectl.cli.jobs:dlq_retry", "move dead jobs to pending")
-    sub.add_argument("ids", nargs="*", metavar="ID")
-    sub.add_argument("--all", action="store_true", help="every dead job")
+    if wanted("dlq"):
+        dlq = command(commands, "dlq", "", "the dead letter queue")
+        dlq_commands = dlq.add_subparsers(
+            dest="dlq_command", metavar="ACTION", parser_class=_Parser, prog="queuectl dlq"
+        )
+        dlq_commands.required = True
+        command(dlq_commands, "list", "queuectl.cli.jobs:dlq_list", "list dead jobs", True)
+        sub = command(
+            dlq_commands, "retry", "queuectl.cli.jobs:dlq_retry", "move dead jobs to pending"
+        )
+        sub.add_argument("ids", nargs="*", metavar="ID")
+        sub.add_argument("--all", action="store_true", help="every dead job")
 
-    config = command(commands, "config", "", "persistent settings")
-    config_commands = config.add_subparsers(
-        dest="config_command", metavar="ACTION", parser_class=_Parser
-    )
-    config_commands.required = True
-    command(config_commands, "list", "queuectl.cli.settings:config_list", "every key", True)
-    sub = command(config_commands, "get", "queuectl.cli.settings:config_get", "one key")
-    sub.add_argument("key", metavar="KEY")
-    sub = command(config_commands, "set", "queuectl.cli.settings:config_set", "set a key")
-    sub.add_argument("key", metavar="KEY")
-    sub.add_argument("value", metavar="VALUE")
+    if wanted("config"):
+        config = command(commands, "config", "", "persistent settings")
+        config_commands = config.add_subparsers(
+            dest="config_command", metavar="ACTION", parser_class=_Parser, prog="queuectl config"
+        )
+        config_commands.required = True
+        command(config_commands, "list", "queuectl.cli.settings:config_list", "every key", True)
+        sub = command(config_commands, "get", "queuectl.cli.settings:config_get", "one key")
+        sub.add_argument("key", metavar="KEY")
+        sub = command(config_commands, "set", "queuectl.cli.settings:config_set", "set a key")
+        sub.add_argument("key", metavar="KEY")
+        sub.add_argument("value", metavar="VALUE")
 
-    sub = command(
-        commands, "completion", "queuectl.cli.completion:print_script", "shell completion"
-    )
-    sub.add_argument("shell", choices=("bash", "zsh", "fish"))
+    if wanted("completion"):
+        sub = command(
+            commands, "completion", "queuectl.cli.completion:print_script", "shell completion"
+        )
+        sub.add_argument("shell", choices=("bash", "zsh", "fish"))
+
     return parser
+
+
+_COMMANDS = (
+    "init-db",
+    "enqueue",
+    "worker",
+    "status",
+    "list",
+    "show",
+    "wait",
+    "logs",
+    "dlq",
+    "config",
+    "completion",
+)
+
+
+def _command_named(argv: list[str]) -> str | None:
+    """The top-level command in argv, if it can be told without parsing; else None."""
+    if any(arg in ("-h", "--help") for arg in argv):
+        return None
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):
+        index += 2 if argv[index] == "--db" else 1
+    if index < len(argv) and argv[index] in _COMMANDS:
+        return argv[index]
+    return None
 
 
 def _debug_enabled(argv: list[str]) -> bool:
@@ -173,7 +241,7 @@ def _debug_enabled(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(arguments)
+    args = build_parser(_command_named(arguments)).parse_args(arguments)
     module_name, _, function_name = args.handler.partition(":")
     handler = getattr(importlib.import_module(module_name), function_name)
     from queuectl.errors import QueuectlError

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 from queuectl.cli.context import open_cli_store
 from queuectl.domain import WorkerInfo
 from queuectl.errors import InvalidInput
 from queuectl.paths import ensure_private_dir, queuectl_home, resolve_database
-from queuectl.store import Store, open_store
+from queuectl.store import open_store
+from queuectl.store.base import Store
 
 
 def start(args: argparse.Namespace) -> int:
@@ -98,7 +101,7 @@ def run_one(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     location = resolve_database(args.db)
-    scratch = ensure_private_dir(ensure_private_dir(queuectl_home()) / "run")
+    scratch = Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "run")))
     worker = Worker(lambda: open_store(location, durable=False), worker_id, scratch)
     worker.install_signal_handlers()
     worker.run(burst=args.burst)

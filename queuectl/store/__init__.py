@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from queuectl.paths import DatabaseLocation, resolve_database
-from queuectl.store.base import Store
+
+if TYPE_CHECKING:  # the Protocol class is costly to build at start-up
+    from queuectl.store.base import Store
 
 __all__ = ["Store", "open_store"]
 
@@ -24,3 +28,12 @@ def open_store(location: DatabaseLocation | None = None, *, durable: bool = True
 
     assert location.path is not None
     return SqliteStore(location.path, durable=durable)
+
+
+def __getattr__(name: str) -> object:
+    """`from queuectl.store import Store` still works, without the start-up cost."""
+    if name == "Store":
+        from queuectl.store.base import Store
+
+        return Store
+    raise AttributeError(name)

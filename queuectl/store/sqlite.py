@@ -16,10 +16,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from queuectl.domain import (
     Claim,
@@ -84,7 +82,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
-def _translate(exc: sqlite3.Error, path: Path) -> StoreUnavailable:
+def _translate(exc: sqlite3.Error, path: str) -> StoreUnavailable:
     message = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
         return StoreUnavailable(f"database {path} stayed locked for over {LOCK_WAIT_LIMIT:.0f}s")
@@ -116,10 +114,14 @@ class SqliteStore:
     """The store on one SQLite file. Create one per thread."""
 
     def __init__(
-        self, path: Path, *, durable: bool = True, clock: Callable[[], float] = time.time
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = path
-        self.description = str(path)
+        self.path = os.fspath(path)
+        self.description = self.path
         self._clock = clock
         self._config: Config | None = None
         self._config_read_at = 0.0
@@ -127,13 +129,13 @@ class SqliteStore:
             self._conn = self._connect(durable)
             self._migrate()
         except sqlite3.Error as exc:
-            raise _translate(exc, path) from exc
+            raise _translate(exc, self.path) from exc
 
     # --- connection and schema ----------------------------------------------------
     def _connect(self, durable: bool) -> sqlite3.Connection:
         created = self._prepare_file()
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
-        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=0.002)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0.002)
         conn.execute("PRAGMA busy_timeout = 2")
         # FULL syncs the WAL at every commit: an acknowledged enqueue survives power loss.
         # A worker's bookkeeping may use NORMAL: a power loss can at worst re-run a job.
@@ -143,16 +145,16 @@ class SqliteStore:
             # thread calls checkpoint() instead.
             conn.execute("PRAGMA wal_autocheckpoint = 0")
         if created:
-            _fsync_directory(self.path.parent)
+            _fsync_directory(os.path.dirname(self.path))
         return conn
 
     def _prepare_file(self) -> bool:
         """Create the directory 0700 and the file 0600, whatever the umask."""
-        directory = self.path.parent
-        if not directory.exists():
+        directory = os.path.dirname(self.path)
+        if not os.path.exists(directory):
             try:
-                directory.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-                directory.chmod(PRIVATE_DIR_MODE)
+                os.makedirs(directory, mode=PRIVATE_DIR_MODE, exist_ok=True)
+                os.chmod(directory, PRIVATE_DIR_MODE)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot create {directory}: {exc.strerror}") from None
         created = False
@@ -165,7 +167,7 @@ class SqliteStore:
         except OSError as exc:
             raise StoreUnavailable(f"cannot create database {self.path}: {exc.strerror}") from None
         for suffix in ("", "-wal", "-shm"):
-            _make_private(Path(f"{self.path}{suffix}"))
+            _make_private(self.path + suffix)
         return created
 
     def _migrate(self) -> None:
@@ -200,7 +202,7 @@ class SqliteStore:
             self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             self._conn.execute("VACUUM")
         for suffix in ("", "-wal", "-shm"):
-            _make_private(Path(f"{self.path}{suffix}"))
+            _make_private(self.path + suffix)
 
     def _retry_busy(self, action: Callable[[], T]) -> T:
         deadline = time.monotonic() + LOCK_WAIT_LIMIT
@@ -647,8 +649,7 @@ class SqliteStore:
         return recovered
 
 
-@dataclass(frozen=True, slots=True)
-class _RunInProgress:
+class _RunInProgress(NamedTuple):
     job_id: str
     n: int
     worker_id: str | None
@@ -688,17 +689,17 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     )
 
 
-def _make_private(path: Path) -> None:
+def _make_private(path: str) -> None:
     try:
-        if path.stat().st_mode & 0o777 != PRIVATE_FILE_MODE:
-            path.chmod(PRIVATE_FILE_MODE)
+        if os.stat(path).st_mode & 0o777 != PRIVATE_FILE_MODE:
+            os.chmod(path, PRIVATE_FILE_MODE)
     except FileNotFoundError:
         pass
     except OSError:
         pass  # not ours to change (e.g. read-only mount): opening will tell
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_directory(directory: str) -> None:
     """Make a new file's directory entry durable too."""
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -36,7 +36,7 @@ def new_worker_id() -> str:
 
 
 def log_directory() -> Path:
-    return ensure_private_dir(ensure_private_dir(queuectl_home()) / "logs")
+    return Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "logs")))
 
 
 def _worker_command(worker_id: str) -> list[str]:
@@ -45,7 +45,7 @@ def _worker_command(worker_id: str) -> list[str]:
 
 def _worker_environment(location: DatabaseLocation) -> dict[str, str]:
     env = dict(os.environ)
-    env["QUEUECTL_DB"] = location.dsn or str(location.path)
+    env["QUEUECTL_DB"] = location.dsn or location.path or ""
     return env
 
 
