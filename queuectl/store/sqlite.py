@@ -284,17 +284,17 @@ class SqliteStore:
             )
             for job in jobs
         ]
-        with self._write() as conn:
-            try:
+        try:
+            with self._write() as conn:
                 conn.executemany(
                     "INSERT INTO jobs (id, command, state, max_retries, priority, run_at, timeout,"
                     " cwd, env, created_at, updated_at) "
                     "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-            except sqlite3.IntegrityError:
-                clash = self._first_existing([job.id for job in jobs])
-                raise DuplicateJob(clash) from None
+        except sqlite3.IntegrityError:
+            # Rolled back by now, so only rows that existed before are seen.
+            raise DuplicateJob(self._first_existing([job.id for job in jobs])) from None
         return [job.id for job in jobs]
 
     def _first_existing(self, ids: list[str]) -> str:
