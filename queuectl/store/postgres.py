@@ -408,11 +408,16 @@ class PostgresStore:
                 time.sleep(min(remaining, _STOP_CHECK_INTERVAL))
                 continue
             try:
-                for _ in listener.notifies(
-                    timeout=min(remaining, _STOP_CHECK_INTERVAL), stop_after=1
-                ):
+                woken = any(
+                    True
+                    for _ in listener.notifies(
+                        timeout=min(remaining, _STOP_CHECK_INTERVAL), stop_after=1
+                    )
+                )
+                if woken:
                     # One wake-up for everything queued: stale notifications collected
-                    # while the worker was busy must not cost one claim each.
+                    # while the worker was busy must not cost one claim each. (Not from
+                    # inside the loop above: its generator holds the connection's lock.)
                     for _ in listener.notifies(timeout=0):
                         pass
                     return
