@@ -142,18 +142,22 @@ SELECT state, sum(n) FROM folded GROUP BY state HAVING sum(n) <> 0
 
 
 class PostgresStore:
-    """The store on one PostgreSQL database. Create one per thread."""
+    """The store on one PostgreSQL database. Create one per thread.
 
-    def __init__(self, dsn: str, *, display_url: str, durable: bool = True) -> None:
+    Every commit is synchronous, workers' too (unlike SQLite's durable=False): the
+    server can crash while the workers live on, and a forgotten finish would leave
+    its job `processing` under a live worker, never recovered.
+    """
+
+    def __init__(self, dsn: str, *, display_url: str) -> None:
         self.description = display_url
         self._dsn = dsn
         self._url = display_url
-        self._durable = durable
         self._config: Config | None = None
         self._config_read_at = 0.0
         self._compacted_at = time.monotonic()
         self._listener: Connection | None = None
-        self._link = Link(dsn, display_url, durable=durable)
+        self._link = Link(dsn, display_url)
         try:
             self._link.run(lambda conn: migrate(conn, display_url))
         except BaseException:
@@ -210,8 +214,6 @@ class PostgresStore:
         def insert(conn: Connection) -> list[str]:
             try:
                 with self._link.transaction(conn):
-                    if not self._durable:
-                        conn.execute("SET LOCAL synchronous_commit = on")
                     for start in range(0, len(jobs), _ENQUEUE_CHUNK):
                         conn.execute(
                             _ENQUEUE, _enqueue_columns(jobs[start : start + _ENQUEUE_CHUNK])
@@ -612,11 +614,12 @@ def _enqueue_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
     return [
         [job.id for job in jobs],
         [job.command for job in jobs],
-        [job.max_retries for job in jobs],
-        [job.priority for job in jobs],
+        # One Python type per list: psycopg refuses to dump [0.0, 600] as one array.
+        [int(job.max_retries) for job in jobs],
+        [int(job.priority) for job in jobs],
         [job.run_at for job in jobs],
-        [job.delay for job in jobs],
-        [job.timeout for job in jobs],
+        [float(job.delay) for job in jobs],
+        [float(job.timeout) for job in jobs],
         [job.cwd for job in jobs],
         [json.dumps(job.env, ensure_ascii=False) for job in jobs],
     ]

@@ -91,12 +91,12 @@ def translate(exc: psycopg.Error, url: str) -> StoreUnavailable:
         return StoreUnavailable(
             f"database {url} does not hold the queuectl schema it claims to: {reason}"
         )
-    if not sqlstate:
-        return StoreUnavailable(f"PostgreSQL at {url}: {reason}")
+    if not sqlstate:  # raised by psycopg itself, with the connection still fine: a bug
+        return StoreUnavailable(f"PostgreSQL client error on {url} ({type(exc).__name__})")
     return StoreUnavailable(f"database error on {url}: {reason}")
 
 
-def connect(dsn: str, url: str, *, durable: bool = True) -> Connection:
+def connect(dsn: str, url: str) -> Connection:
     """One attempt to open an autocommit connection; StoreUnavailable if it fails."""
     try:
         params = conninfo_to_dict(dsn)
@@ -105,12 +105,7 @@ def connect(dsn: str, url: str, *, durable: bool = True) -> Connection:
     for key, value in _CONNECTION_DEFAULTS.items():
         params.setdefault(key, value)
     # Readable timestamps in psql sessions and logs; the store is correct in any zone.
-    options = [str(params.get("options") or ""), "-c TimeZone=UTC"]
-    if not durable:
-        # A worker's bookkeeping: a crash of the server can at worst re-run a job.
-        # Enqueues turn synchronous commit back on (see PostgresStore.enqueue).
-        options.append("-c synchronous_commit=off")
-    params["options"] = " ".join(option for option in options if option)
+    params["options"] = f"{params.get('options') or ''} -c TimeZone=UTC".strip()
     try:
         return psycopg.connect(make_conninfo("", **params), autocommit=True)
     except psycopg.Error as exc:
@@ -135,11 +130,10 @@ class Link:
     first asks the database whether the write committed.
     """
 
-    def __init__(self, dsn: str, url: str, *, durable: bool = True) -> None:
+    def __init__(self, dsn: str, url: str) -> None:
         self._dsn = dsn
         self._url = url
-        self._durable = durable
-        self._conn: Connection | None = connect(dsn, url, durable=durable)
+        self._conn: Connection | None = connect(dsn, url)
         # None: no explicit transaction yet in this attempt; False: in one, COMMIT not
         # sent; True: COMMIT sent (its outcome unknown if the connection drops now).
         self._commit_sent: bool | None = None
@@ -200,7 +194,7 @@ class Link:
         delay = RECONNECT_FIRST_DELAY
         while True:
             try:
-                self._conn = connect(self._dsn, self._url, durable=self._durable)
+                self._conn = connect(self._dsn, self._url)
             except StoreUnavailable as exc:
                 waited = time.monotonic() - lost_since
                 if waited + delay > RECONNECT_GIVE_UP:
@@ -212,5 +206,5 @@ class Link:
                 time.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
                 continue
-            log.warning("reconnected to %s after %.1fs", self._url, time.monotonic() - lost_since)
+            log.info("reconnected to %s after %.1fs", self._url, time.monotonic() - lost_since)
             return self._conn
