@@ -1,0 +1,62 @@
+"""4. Enqueue: one bulk `enqueue --file`, and one `queuectl enqueue` process per job.
+
+The single-job figure is compared with a bare `python -c pass` of the same
+interpreter, interleaved with it in the same run, so the difference is what
+queuectl itself costs a caller (imports, parsing, the database, the fsync).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from _backends import QUEUECTL, Backend, Database
+from _util import Plan, Row, med, number, progress, summary, write_jobs
+
+
+def _wall(argv: list[str], db: Database) -> float:
+    """Seconds one process takes, start to exit."""
+    started = time.perf_counter()
+    subprocess.run(
+        argv, env=db.env, cwd=db.home, stdout=subprocess.DEVNULL, check=True, timeout=600
+    )
+    return time.perf_counter() - started
+
+
+def single_enqueues(db: Database, count: int) -> tuple[float, float]:
+    """Median ms of `queuectl enqueue JSON` and of `python -c pass`, interleaved."""
+    enqueue, bare = [], []
+    for _ in range(count):
+        enqueue.append(_wall([QUEUECTL, "enqueue", '{"command":"true"}'], db))
+        bare.append(_wall([sys.executable, "-c", "pass"], db))
+    return 1000 * med(enqueue), 1000 * med(bare)
+
+
+def measure(plan: Plan, backend: Backend) -> list[Row]:
+    bulk, single, bare = [], [], []
+    for run in range(plan.runs):
+        progress(f"4. enqueue {backend.name} run {run + 1}/{plan.runs}")
+        with backend.fresh() as db:
+            path = write_jobs(db.home / "jobs.jsonl", plan.bulk_jobs)
+            bulk.append(plan.bulk_jobs / _wall([QUEUECTL, "enqueue", "--file", str(path)], db))
+            one, nothing = single_enqueues(db, plan.single_enqueues)
+            single.append(one)
+            bare.append(nothing)
+    per = f"median of {plan.single_enqueues}"
+    return [
+        Row(
+            "4",
+            f"4. enqueue --file, {number(plan.bulk_jobs)} jobs",
+            summary(bulk, "jobs/s"),
+            ">= 50,000 jobs/s",
+        ),
+        Row("4", f"4. one `queuectl enqueue` process, {per}", summary(single, "ms", 1)),
+        Row("4", f"4. bare `python -c pass`, {per}", summary(bare, "ms", 1)),
+        Row(
+            "4",
+            "4. enqueue process minus bare python",
+            summary([a - b for a, b in zip(single, bare, strict=True)], "ms", 1),
+            "<= 20 ms",
+        ),
+    ]
