@@ -206,6 +206,8 @@ class RecoveredJob(NamedTuple):
     run_no: int
     worker_id: str | None
     worker_host: str | None
+    worker_pid: int | None = None  # with its start time: is the lost worker still alive?
+    worker_pid_start_time: int | None = None
 
 
 def _number(value: float) -> int | float:

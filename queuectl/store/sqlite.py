@@ -66,12 +66,16 @@ UPDATE jobs SET state = 'processing', worker_id = :worker, runs_total = runs_tot
                 started_at = :now, updated_at = :now
 WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_runnable
              WHERE {_RUNNABLE} AND run_at <= :now
+               -- An unregistered worker (frozen past its lease, not yet registered
+               -- again) must not take a job it would at once be declared lost with.
+               AND EXISTS (SELECT 1 FROM workers WHERE id = :worker)
              ORDER BY priority DESC, run_at, seq LIMIT 1)
 RETURNING {_JOB_COLUMNS}
 """
 
 _EXPIRED_SQL = """
-SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at, w.host
+SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at,
+       w.host, w.pid, w.pid_start
 FROM jobs j
 LEFT JOIN workers w ON w.id = j.worker_id
 WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < :cutoff)
@@ -677,9 +681,9 @@ class SqliteStore:
         lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
         with self._write() as conn:
             for row in conn.execute(_EXPIRED_SQL, {"cutoff": cutoff}).fetchall():
-                job_id, worker_id, runs_total, attempts, max_retries, started_at, host = row
+                job_id, worker_id, runs_total, attempts, max_retries, started_at = row[:6]
                 run_no = max(runs_total, 1)
-                job = RecoveredJob(job_id, run_no, worker_id, host)
+                job = RecoveredJob(job_id, run_no, worker_id, *row[6:])
                 end_processes(job)  # before the job can be claimed again
                 conn.execute("UPDATE jobs SET runs_total = ? WHERE id = ?", (run_no, job_id))
                 run = _RunInProgress(job_id, run_no, worker_id, started_at or now)

@@ -157,8 +157,8 @@ def run_foreground(location: DatabaseLocation, count: int) -> int:
             if code is None:
                 alive += 1
                 continue
-            if stopping.is_set():
-                continue
+            if stopping.is_set() or code == 0:
+                continue  # a clean exit was asked for (`worker stop`): not a crash
             lived = time.monotonic() - slot.started
             delay = slot.restart_delay if lived < _QUICK_DEATH_SECONDS else 1.0
             print(
@@ -172,7 +172,7 @@ def run_foreground(location: DatabaseLocation, count: int) -> int:
             fresh.restart_delay = min(delay * 2, _MAX_RESTART_DELAY)
             slots[index] = fresh
             alive += 1
-        if stopping.is_set() and alive == 0:
+        if alive == 0:
             return 0
         stopping.wait(0.1) if not stopping.is_set() else forcing.wait(0.1)
 

@@ -49,10 +49,18 @@ class StopFlags:
 
     stop: threading.Event = field(default_factory=threading.Event)
     force: threading.Event = field(default_factory=threading.Event)
+    stop_signals: int = 0
+
+    def on_stop_signal(self) -> None:
+        """SIGTERM/SIGINT/SIGHUP: the first stops gracefully, a second interrupts the job."""
+        self.stop_signals += 1
+        if self.stop_signals > 1:
+            self.force.set()
+        self.stop.set()
 
     def request_stop(self) -> None:
-        if self.stop.is_set():
-            self.force.set()  # a second stop signal interrupts the running job
+        """A graceful stop from elsewhere (the store's flag): never escalates to force,
+        so `worker stop`, which both sets the flag and signals, stops gracefully."""
         self.stop.set()
 
 
@@ -85,7 +93,7 @@ class Worker:
     # --- signals ------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
         def on_stop(signum: int, _frame: FrameType | None) -> None:
-            self.flags.request_stop()
+            self.flags.on_stop_signal()
 
         def on_force(signum: int, _frame: FrameType | None) -> None:
             self.flags.stop.set()
@@ -224,4 +232,8 @@ class Worker:
         if job_id == job.job_id and int(run_no) == job.run_no:
             if procinfo.kill_job_group(int(pid), job.job_id, job.run_no):
                 log.warning("ended the leftover processes of job %s", job.job_id)
-            shutil.rmtree(lost_scratch, ignore_errors=True)
+            # A worker frozen past its lease is alive and will carry on: keep its files.
+            if job.worker_pid is None or not procinfo.is_alive(
+                job.worker_pid, job.worker_pid_start_time or 0
+            ):
+                shutil.rmtree(lost_scratch, ignore_errors=True)

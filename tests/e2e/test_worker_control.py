@@ -119,12 +119,6 @@ def test_a_second_stop_signal_interrupts_the_job(queue: Queue) -> None:
     assert sleepers(token) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`worker stop` writes the stop flag to the store, then sends SIGTERM; when the "
-    "heartbeat thread reads the flag first, StopFlags.request_stop takes the SIGTERM for a "
-    "second stop and interrupts the job (runtime.py: Worker._heartbeat_loop, StopFlags)",
-)
 def test_graceful_worker_stop_lets_the_running_job_finish(queue: Queue) -> None:
     # In the wild the heartbeat wins the race in a few percent of graceful stops; here the
     # window is held open: the stop flag `worker stop` writes first is set and seen by the
@@ -289,11 +283,6 @@ def test_foreground_stops_on(queue: Queue, signum: signal.Signals) -> None:
     assert not is_running(worker["pid"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="launcher.run_foreground restarts any worker that exits while the parent is not "
-    "stopping, even one that `worker stop` ended with exit 0",
-)
 def test_worker_stop_stops_foreground_workers_for_good(queue: Queue) -> None:
     parent = queue.foreground(2)
     queue.wait_workers(2)

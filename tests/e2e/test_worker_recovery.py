@@ -186,12 +186,6 @@ def test_fencing_a_frozen_worker_cannot_overwrite_the_run_that_took_over(queue: 
     assert is_running(frozen), "the frozen worker should carry on after it lost its lease"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Worker._end_lost_run removes the lost worker's whole scratch directory "
-    "(shutil.rmtree(lost_scratch)); a frozen worker that wakes up then fails to open "
-    "scratch/output for its next job and exits with FileNotFoundError",
-)
 def test_a_worker_that_lost_its_lease_keeps_working_afterwards(queue: Queue) -> None:
     token = unique_token()
     lost = queue.enqueue(f"sleep 30.{token}", max_retries=1)
