@@ -5,8 +5,8 @@ Same semantics as the SQLite store, with PostgreSQL's tools: a claim is one
 statement, and a finish with the next claim is one more; idle workers LISTEN
 for the NOTIFY the jobs triggers send; every time (run_at, leases, heartbeats,
 backoff) is the database's clock, so hosts whose clocks differ still agree.
-Operations survive a dropped connection (see postgres_connection.Link).
-Imported only for postgresql:// URLs.
+Operations survive a dropped connection (postgres_connection.Link); the
+queries live in postgres_queries.py. Imported only for postgresql:// URLs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from queuectl.domain import (
 from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound, StoreUnavailable, WrongState
 from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
+from queuectl.store import postgres_queries as q
 from queuectl.store.postgres_connection import Applied, Connection, Link, connect
 from queuectl.store.postgres_schema import JOBS_CHANNEL, migrate
 
@@ -47,98 +48,12 @@ log = logging.getLogger("queuectl.store")
 _STOP_CHECK_INTERVAL = 0.25
 # Settings are re-read at most this often by a long-lived connection.
 _CONFIG_TTL = 2.0
-# Counter deltas are folded together at most this often per store.
+# Counter deltas are folded together at most this often per store...
 _COMPACT_INTERVAL = 10.0
 # ... or when `counts` had to add up more rows than this.
 _COMPACT_ROWS = 1000
 # Jobs per INSERT in a bulk enqueue (all in one transaction).
 _ENQUEUE_CHUNK = 5000
-
-_JOB_COLUMNS = (
-    "id, command, state, attempts, max_retries, priority, run_at, timeout, cwd, env, "
-    "created_at, updated_at, exit_code, last_error, worker_id, runs_total"
-)
-_RUNNABLE = "state IN ('pending', 'failed')"
-
-_CLAIM_UPDATE = f"""
-UPDATE jobs SET state = 'processing', worker_id = %(worker)s, runs_total = runs_total + 1,
-                started_at = now(), updated_at = now(), claim_token = %(token)s
-WHERE seq = (SELECT seq FROM jobs WHERE {_RUNNABLE} AND run_at <= now()
-             ORDER BY priority DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-RETURNING {_JOB_COLUMNS}, started_at
-"""
-
-# Records one attempt, fenced: only the holder of this very run may write its outcome.
-_RECORD_CTES = """
-WITH done AS (
-    UPDATE jobs SET state = %(state)s, attempts = attempts + 1,
-                    run_at = coalesce(now() + %(delay)s::float8 * interval '1 second', run_at),
-                    exit_code = %(exit_code)s, last_error = %(error)s, updated_at = now(),
-                    started_at = NULL, claim_token = NULL
-    WHERE id = %(id)s AND state = 'processing' AND worker_id IS NOT DISTINCT FROM %(worker)s
-          AND runs_total = %(run)s
-    RETURNING id
-), recorded AS (
-    INSERT INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code, signal, error,
-                      output, output_total)
-    SELECT id, %(run)s, %(worker)s, coalesce(%(started)s, now()), now(), %(exit_code)s,
-           %(signal)s, %(error)s, %(output)s, %(output_total)s FROM done
-    ON CONFLICT (job_id, n) DO UPDATE SET
-        worker_id = excluded.worker_id, started_at = excluded.started_at,
-        finished_at = excluded.finished_at, exit_code = excluded.exit_code,
-        signal = excluded.signal, error = excluded.error, output = excluded.output,
-        output_total = excluded.output_total
-    RETURNING 1
-), cleared AS (
-    DELETE FROM live_output WHERE job_id IN (SELECT id FROM done)
-)"""
-_RECORD = _RECORD_CTES + "\nSELECT count(*) FROM recorded"
-# The finished job is `processing` in this statement's snapshot: `following` never takes it.
-_RECORD_AND_CLAIM = (
-    _RECORD_CTES
-    + f""", following AS ({_CLAIM_UPDATE})
-SELECT (SELECT count(*) FROM recorded), following.*
-FROM (VALUES (1)) AS one (x) LEFT JOIN following ON true"""
-)
-
-_FIND_CLAIM = f"""
-SELECT {_JOB_COLUMNS}, started_at FROM jobs WHERE state = 'processing' AND claim_token = %s
-"""
-
-_RUN_RECORDED = """
-SELECT 1 FROM runs
-WHERE job_id = %s AND n = %s AND worker_id = %s AND exit_code IS NOT DISTINCT FROM %s::integer
-      AND signal IS NOT DISTINCT FROM %s::integer AND error IS NOT DISTINCT FROM %s::text
-"""
-
-_LEASE_CUTOFF = "now() - %(lease)s::float8 * interval '1 second'"
-_EXPIRED = f"""
-SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at, w.host
-FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
-WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < {_LEASE_CUTOFF})
-"""
-
-_ENQUEUE = """
-INSERT INTO jobs (id, command, state, max_retries, priority, run_at, timeout, cwd, env,
-                  created_at, updated_at)
-SELECT id, command, 'pending', max_retries, priority,
-       coalesce(run_at, now() + delay * interval '1 second'), timeout, cwd, env, now(), now()
-FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::timestamptz[],
-            %s::float8[], %s::float8[], %s::text[], %s::text[])
-     WITH ORDINALITY AS batch (id, command, max_retries, priority, run_at, delay, timeout,
-                               cwd, env, position)
-ORDER BY position
-"""
-
-_COMPACT_COUNTS = """
-WITH folded AS (
-    DELETE FROM job_counts
-    WHERE ctid = ANY (ARRAY (SELECT ctid FROM job_counts FOR UPDATE SKIP LOCKED))
-    RETURNING state, n
-)
-INSERT INTO job_counts (state, n)
-SELECT state, sum(n) FROM folded GROUP BY state HAVING sum(n) <> 0
-"""
 
 
 class PostgresStore:
@@ -176,17 +91,16 @@ class PostgresStore:
             self._compact_counts()
 
     def _compact_counts(self) -> None:
-        self._link.run(lambda conn: conn.execute(_COMPACT_COUNTS))
+        self._link.run(lambda conn: conn.execute(q.COMPACT_COUNTS))
         self._compacted_at = time.monotonic()
 
     def now(self) -> datetime:
-        return self._link.run(lambda conn: _one(conn, "SELECT now()")[0])  # type: ignore[no-any-return]
+        moment: datetime = self._link.run(lambda conn: _one(conn, q.NOW)[0])
+        return moment
 
     # --- configuration ------------------------------------------------------------
     def stored_config(self) -> dict[str, str]:
-        return self._link.run(
-            lambda conn: dict(conn.execute("SELECT key, value FROM config").fetchall())
-        )
+        return self._link.run(lambda conn: dict(conn.execute(q.STORED_CONFIG).fetchall()))
 
     def config(self) -> Config:
         moment = time.monotonic()
@@ -196,13 +110,7 @@ class PostgresStore:
         return self._config
 
     def set_config(self, key: str, value: str) -> None:
-        self._link.run(
-            lambda conn: conn.execute(
-                "INSERT INTO config (key, value) VALUES (%s, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-        )
+        self._link.run(lambda conn: conn.execute(q.SET_CONFIG, (key, value)))
         self._config = None
 
     # --- producers ------------------------------------------------------------------
@@ -215,9 +123,8 @@ class PostgresStore:
             try:
                 with self._link.transaction(conn):
                     for start in range(0, len(jobs), _ENQUEUE_CHUNK):
-                        conn.execute(
-                            _ENQUEUE, _enqueue_columns(jobs[start : start + _ENQUEUE_CHUNK])
-                        )
+                        chunk = jobs[start : start + _ENQUEUE_CHUNK]
+                        conn.execute(q.ENQUEUE, _enqueue_columns(chunk))
             except psycopg.errors.UniqueViolation:
                 raise DuplicateJob(_first_clash(conn, job_ids)) from None
             except psycopg.DataError as exc:
@@ -229,36 +136,22 @@ class PostgresStore:
         def committed(conn: Connection) -> Applied[list[str]] | None:
             # COMMIT was sent, so the INSERT had found every id free: if they all exist
             # now, they are this batch's.
-            row = _one(conn, "SELECT count(*) FROM jobs WHERE id = ANY(%s)", (job_ids,))
-            return Applied(job_ids) if row[0] == len(set(job_ids)) else None
+            stored = _one(conn, q.COUNT_IDS, (job_ids,))[0]
+            return Applied(job_ids) if stored == len(set(job_ids)) else None
 
         return self._link.run(insert, committed)
 
     # --- inspection -------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job | None:
-        if "\0" in job_id:
+        if "\0" in job_id:  # PostgreSQL text cannot hold one: no such job
             return None
-        row = self._link.run(
-            lambda conn: conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,)
-            ).fetchone()
-        )
+        row = self._link.run(lambda conn: conn.execute(q.GET_JOB, (job_id,)).fetchone())
         return _job_from_row(row) if row else None
 
     def get_runs(self, job_id: str) -> list[Run]:
         if "\0" in job_id:
             return []
-        rows = self._link.run(
-            lambda conn: conn.execute(
-                "SELECT job_id, n, started_at, finished_at, exit_code, signal, error, worker_id "
-                "FROM runs WHERE job_id = %s "
-                "UNION ALL "
-                "SELECT id, runs_total, started_at, NULL, NULL, NULL, NULL, worker_id "
-                "FROM jobs WHERE id = %s AND state = 'processing' "
-                "ORDER BY 2",
-                (job_id, job_id),
-            ).fetchall()
-        )
+        rows = self._link.run(lambda conn: conn.execute(q.GET_RUNS, (job_id, job_id)).fetchall())
         return [Run(*row) for row in rows]
 
     def get_output(self, job_id: str, run_no: int | None = None) -> RunOutput | None:
@@ -267,34 +160,23 @@ class PostgresStore:
         return self._link.run(lambda conn: _read_output(conn, job_id, run_no))
 
     def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
-        params: list[Any] = []
+        params: list[Any] = [limit]  # LIMIT NULL: all of them
+        query = q.LIST_JOBS
         if state is not None:
-            sql += " WHERE state = %s"
-            params.append(state.value)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
-        rows = self._link.run(lambda conn: conn.execute(sql, params).fetchall())
+            query, params = q.LIST_JOBS_IN_STATE, [state.value, limit]
+        rows = self._link.run(lambda conn: conn.execute(query, params).fetchall())
         return [_job_from_row(row) for row in rows]
 
     def counts(self) -> dict[JobState, int]:
-        rows = self._link.run(
-            lambda conn: conn.execute(
-                "SELECT state, sum(n), count(*) FROM job_counts GROUP BY state"
-            ).fetchall()
-        )
+        rows = self._link.run(lambda conn: conn.execute(q.COUNTS).fetchall())
         if sum(row[2] for row in rows) > _COMPACT_ROWS:
             self._compact_counts()
         totals = {row[0]: int(row[1]) for row in rows}
         return {state: totals.get(state.value, 0) for state in JobState}
 
     def next_run_at(self) -> datetime | None:
-        row = self._link.run(
-            lambda conn: _one(conn, f"SELECT min(run_at) FROM jobs WHERE {_RUNNABLE}")
-        )
-        return row[0]  # type: ignore[no-any-return]
+        moment: datetime | None = self._link.run(lambda conn: _one(conn, q.NEXT_RUN_AT)[0])
+        return moment
 
     # --- dead letter queue ------------------------------------------------------------
     def retry_dead(self, job_ids: Sequence[str]) -> None:
@@ -307,86 +189,44 @@ class PostgresStore:
 
         def retry(conn: Connection) -> None:
             with self._link.transaction(conn):
-                states = dict(
-                    conn.execute(
-                        "SELECT id, state FROM jobs WHERE id = ANY(%s) FOR UPDATE", (wanted,)
-                    ).fetchall()
-                )
+                states = dict(conn.execute(q.LOCK_STATES, (wanted,)).fetchall())
                 for job_id in wanted:
                     if job_id not in states:
                         raise JobNotFound(job_id)
                     if states[job_id] != JobState.DEAD.value:
                         raise WrongState(f"job {job_id!r} is {states[job_id]}, not dead")
-                conn.execute(
-                    "UPDATE jobs SET state = 'pending', attempts = 0, run_at = now(), "
-                    "updated_at = now() WHERE id = ANY(%s)",
-                    (wanted,),
-                )
+                conn.execute(q.RETRY_DEAD, (wanted,))
 
         def committed(conn: Connection) -> Applied[None] | None:
             # COMMIT was sent, so every job was dead then: none dead now means it applied.
-            row = _one(
-                conn,
-                "SELECT count(*), count(*) FILTER (WHERE state = 'dead') FROM jobs "
-                "WHERE id = ANY(%s)",
-                (wanted,),
-            )
-            return Applied(None) if row[0] == len(set(wanted)) and row[1] == 0 else None
+            found, dead = _one(conn, q.COUNT_STILL_DEAD, (wanted,))
+            return Applied(None) if found == len(set(wanted)) and dead == 0 else None
 
         self._link.run(retry, committed)
 
     def retry_all_dead(self) -> int:
-        return self._link.run(
-            lambda conn: (
-                conn.execute(
-                    "UPDATE jobs SET state = 'pending', attempts = 0, run_at = now(), "
-                    "updated_at = now() WHERE state = 'dead'"
-                ).rowcount
-            )
-        )
+        # Safe to repeat after a dropped connection; the count is then the second try's.
+        return self._link.run(lambda conn: conn.execute(q.RETRY_ALL_DEAD).rowcount)
 
     # --- workers ----------------------------------------------------------------------
     def register_worker(self, worker: WorkerInfo) -> None:
-        self._link.run(
-            lambda conn: conn.execute(
-                "INSERT INTO workers (id, host, pid, pid_start, started_at, heartbeat_at) "
-                "VALUES (%s, %s, %s, %s, %s, now()) "
-                "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
-                "pid_start = excluded.pid_start, started_at = excluded.started_at, "
-                "heartbeat_at = excluded.heartbeat_at, stop_requested = false",
-                (worker.id, worker.host, worker.pid, worker.pid_start_time, worker.started_at),
-            )
-        )
+        params = (worker.id, worker.host, worker.pid, worker.pid_start_time, worker.started_at)
+        self._link.run(lambda conn: conn.execute(q.REGISTER_WORKER, params))
 
     def unregister_worker(self, worker_id: str) -> None:
-        self._link.run(lambda conn: conn.execute("DELETE FROM workers WHERE id = %s", (worker_id,)))
+        self._link.run(lambda conn: conn.execute(q.UNREGISTER_WORKER, (worker_id,)))
 
     def heartbeat(self, worker_id: str) -> HeartbeatReply:
-        row = self._link.run(
-            lambda conn: conn.execute(
-                "UPDATE workers SET heartbeat_at = now() WHERE id = %s RETURNING stop_requested",
-                (worker_id,),
-            ).fetchone()
-        )
+        row = self._link.run(lambda conn: conn.execute(q.HEARTBEAT, (worker_id,)).fetchone())
         if row is None:
             return HeartbeatReply.UNKNOWN
         return HeartbeatReply.STOP if row[0] else HeartbeatReply.CONTINUE
 
     def request_stop(self, worker_ids: Sequence[str]) -> None:
-        self._link.run(
-            lambda conn: conn.execute(
-                "UPDATE workers SET stop_requested = true WHERE id = ANY(%s)", (list(worker_ids),)
-            )
-        )
+        self._link.run(lambda conn: conn.execute(q.REQUEST_STOP, (list(worker_ids),)))
 
     def list_workers(self) -> list[WorkerInfo]:
-        rows = self._link.run(
-            lambda conn: conn.execute(
-                "SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at, "
-                "(SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' "
-                "LIMIT 1) FROM workers w ORDER BY w.started_at, w.id"
-            ).fetchall()
-        )
+        rows = self._link.run(lambda conn: conn.execute(q.LIST_WORKERS).fetchall())
         return [WorkerInfo(*row) for row in rows]
 
     def wait_for_jobs(self, timeout: float, should_stop: Callable[[], bool]) -> None:
@@ -410,16 +250,14 @@ class PostgresStore:
                 time.sleep(min(remaining, _STOP_CHECK_INTERVAL))
                 continue
             try:
-                woken = any(
-                    True
-                    for _ in listener.notifies(
-                        timeout=min(remaining, _STOP_CHECK_INTERVAL), stop_after=1
-                    )
+                waiting = listener.notifies(
+                    timeout=min(remaining, _STOP_CHECK_INTERVAL), stop_after=1
                 )
+                woken = next(waiting, None) is not None
+                waiting.close()  # it holds the connection's lock until closed
                 if woken:
-                    # One wake-up for everything queued: stale notifications collected
-                    # while the worker was busy must not cost one claim each. (Not from
-                    # inside the loop above: its generator holds the connection's lock.)
+                    # One wake-up for everything queued: notifications collected while
+                    # the worker was busy must not cost one claim each.
                     for _ in listener.notifies(timeout=0):
                         pass
                     return
@@ -442,36 +280,24 @@ class PostgresStore:
             return False
         try:
             listener.execute(f"LISTEN {JOBS_CHANNEL}")
-            row = _one(
-                listener,
-                f"SELECT EXISTS (SELECT 1 FROM jobs WHERE {_RUNNABLE} AND run_at <= now())",
-            )
+            runnable = bool(_one(listener, q.RUNNABLE_NOW)[0])
         except psycopg.Error:
             listener.close()
             return False
         self._listener = listener
-        return bool(row[0])
+        return runnable
 
     def claim(self, worker_id: str) -> Claim | None:
         token = secrets.randbits(63)
+        params = {"worker": worker_id, "token": token}
         return self._link.run(
-            lambda conn: _claim_from_row(
-                conn.execute(_CLAIM_UPDATE, {"worker": worker_id, "token": token}).fetchone()
-            ),
+            lambda conn: _claim_from_row(conn.execute(q.CLAIM, params).fetchone()),
             lambda conn: _find_claim(conn, token),
         )
 
     def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
-        self._link.run(
-            lambda conn: conn.execute(
-                "INSERT INTO live_output (job_id, n, data, total) "
-                "SELECT id, runs_total, %s, %s FROM jobs "
-                "WHERE id = %s AND state = 'processing' AND worker_id = %s AND runs_total = %s "
-                "ON CONFLICT (job_id) DO UPDATE SET n = excluded.n, data = excluded.data, "
-                "total = excluded.total",
-                (data, total_bytes, claim.job.id, claim.job.worker_id, claim.run_no),
-            )
-        )
+        params = (data, total_bytes, claim.job.id, claim.job.worker_id, claim.run_no)
+        self._link.run(lambda conn: conn.execute(q.PUBLISH_OUTPUT, params))
 
     def finish(
         self,
@@ -491,13 +317,12 @@ class PostgresStore:
             job.id, claim.run_no, job.worker_id, claim.started_at, job.attempts,
             job.max_retries, outcome, output, output_total,
         )  # fmt: skip
-        token = secrets.randbits(63) if claim_next else None
-        params["token"] = token
+        token = params["token"] = secrets.randbits(63) if claim_next else None
 
         def record(conn: Connection) -> FinishResult:
             if not claim_next:
-                return FinishResult(_one(conn, _RECORD, params)[0] > 0)
-            row = _one(conn, _RECORD_AND_CLAIM, params)
+                return FinishResult(_one(conn, q.RECORD, params)[0] > 0)
+            row = _one(conn, q.RECORD_AND_CLAIM, params)
             return FinishResult(row[0] > 0, _claim_from_row(row[1:]))
 
         def committed(conn: Connection) -> Applied[FinishResult] | None:
@@ -505,7 +330,7 @@ class PostgresStore:
             # token finds the job the same statement claimed. Neither: run it again.
             following = _find_claim(conn, token) if token is not None else None
             recorded = conn.execute(
-                _RUN_RECORDED,
+                q.RUN_RECORDED,
                 (job.id, claim.run_no, job.worker_id, outcome.exit_code, outcome.signal,
                  outcome.error),
             ).fetchone() is not None  # fmt: skip
@@ -534,6 +359,7 @@ class PostgresStore:
             decision = decide_after_failure(
                 attempts + 1, max_retries, config.backoff_base, config.backoff_max
             )
+            # run_at = the server's now() + delay, computed in the statement.
             state, delay = decision.state, decision.delay
         if output_total is None and output is not None:
             output_total = len(output)
@@ -558,20 +384,11 @@ class PostgresStore:
         lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
 
         def recover(conn: Connection) -> list[RecoveredJob]:
-            # A read first: rows are locked only when there is something to take back.
-            row = _one(
-                conn,
-                f"SELECT EXISTS (SELECT 1 FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF}) "
-                f"OR EXISTS ({_EXPIRED})",
-                lease,
-            )
-            if not row[0]:
+            if not _one(conn, q.ANY_EXPIRED, lease)[0]:
                 return []
             recovered: list[RecoveredJob] = []
             with self._link.transaction(conn):
-                # SKIP LOCKED: a job another recoverer (or its finishing worker) holds is
-                # theirs; it is never recorded twice.
-                rows = conn.execute(f"{_EXPIRED} FOR UPDATE OF j SKIP LOCKED", lease).fetchall()
+                rows = conn.execute(q.LOCK_EXPIRED, lease).fetchall()
                 for job_id, worker_id, runs_total, attempts, max_retries, started, host in rows:
                     job = RecoveredJob(job_id, runs_total, worker_id, host)
                     end_processes(job)  # before the job can be claimed again
@@ -579,30 +396,28 @@ class PostgresStore:
                         job_id, runs_total, worker_id, started, attempts, max_retries, lost,
                         None, None,
                     )  # fmt: skip
-                    conn.execute(_RECORD, params)
+                    conn.execute(q.RECORD, params)
                     recovered.append(job)
-                conn.execute(f"DELETE FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF}", lease)
+                conn.execute(q.DELETE_STALE_WORKERS, lease)
             return recovered
 
+        # Repeating is safe: a job recovered by the lost attempt is no longer processing.
         return self._link.run(recover)
 
 
-def _one(conn: Connection, sql: str, params: Any = None) -> tuple[Any, ...]:
-    row = conn.execute(sql, params).fetchone()
+def _one(conn: Connection, query: str, params: Any = None) -> tuple[Any, ...]:
+    row: tuple[Any, ...] | None = conn.execute(query, params).fetchone()
     assert row is not None
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def _first_clash(conn: Connection, job_ids: list[str]) -> str:
     """The first id of the batch already stored, else the first one the batch repeats."""
-    existing = {
-        row[0]
-        for row in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s)", (job_ids,)).fetchall()
-    }
-    seen: set[str] = set()
+    existing = {row[0] for row in conn.execute(q.EXISTING_IDS, (job_ids,)).fetchall()}
     for job_id in job_ids:
         if job_id in existing:
             return job_id
+    seen: set[str] = set()
     for job_id in job_ids:
         if job_id in seen:
             return job_id
@@ -627,7 +442,7 @@ def _enqueue_columns(jobs: Sequence[NewJob]) -> list[list[Any]]:
 
 def _find_claim(conn: Connection, token: int) -> Applied[Claim | None] | None:
     """The claim made with `token`, if that claim committed."""
-    row = conn.execute(_FIND_CLAIM, (token,)).fetchone()
+    row = conn.execute(q.FIND_CLAIM, (token,)).fetchone()
     return Applied(_claim_from_row(row)) if row else None
 
 
@@ -640,25 +455,18 @@ def _claim_from_row(row: Sequence[Any] | None) -> Claim | None:
 
 def _read_output(conn: Connection, job_id: str, run_no: int | None) -> RunOutput | None:
     if run_no is None:
-        job = conn.execute("SELECT runs_total FROM jobs WHERE id = %s", (job_id,)).fetchone()
+        job = conn.execute(q.RUNS_TOTAL, (job_id,)).fetchone()
         if job is None or job[0] == 0:
             return None
         run_no = int(job[0])
-    live = conn.execute(
-        "SELECT data, total FROM live_output WHERE job_id = %s AND n = %s", (job_id, run_no)
-    ).fetchone()
+    live = conn.execute(q.LIVE_OUTPUT, (job_id, run_no)).fetchone()
     if live is not None:
         return RunOutput(run_no, bytes(live[0]), live[1], finished=False)
-    done = conn.execute(
-        "SELECT output, output_total FROM runs WHERE job_id = %s AND n = %s", (job_id, run_no)
-    ).fetchone()
+    done = conn.execute(q.RUN_OUTPUT, (job_id, run_no)).fetchone()
     if done is not None:
         data = bytes(done[0] or b"")
         return RunOutput(run_no, data, done[1] if done[1] is not None else len(data), True)
-    running = conn.execute(
-        "SELECT 1 FROM jobs WHERE id = %s AND state = 'processing' AND runs_total = %s",
-        (job_id, run_no),
-    ).fetchone()
+    running = conn.execute(q.IS_RUNNING, (job_id, run_no)).fetchone()
     return RunOutput(run_no, b"", 0, finished=False) if running else None
 
 

@@ -1,0 +1,172 @@
+"""Every query of the PostgreSQL store, named. Times are always the server's now().
+
+Parameters are psycopg placeholders; the store (postgres.py) only runs these.
+"""
+
+from __future__ import annotations
+
+JOB_COLUMNS = (
+    "id, command, state, attempts, max_retries, priority, run_at, timeout, cwd, env, "
+    "created_at, updated_at, exit_code, last_error, worker_id, runs_total"
+)
+RUNNABLE = "state IN ('pending', 'failed')"
+
+NOW = "SELECT now()"
+
+# --- configuration ---------------------------------------------------------------------
+STORED_CONFIG = "SELECT key, value FROM config"
+SET_CONFIG = """
+INSERT INTO config (key, value) VALUES (%s, %s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+
+# --- producers ----------------------------------------------------------------------------
+# A batch in one statement; WITH ORDINALITY keeps the batch's order in `seq`.
+ENQUEUE = """
+INSERT INTO jobs (id, command, state, max_retries, priority, run_at, timeout, cwd, env,
+                  created_at, updated_at)
+SELECT id, command, 'pending', max_retries, priority,
+       coalesce(run_at, now() + delay * interval '1 second'), timeout, cwd, env, now(), now()
+FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::timestamptz[],
+            %s::float8[], %s::float8[], %s::text[], %s::text[])
+     WITH ORDINALITY AS batch (id, command, max_retries, priority, run_at, delay, timeout,
+                               cwd, env, position)
+ORDER BY position
+"""
+EXISTING_IDS = "SELECT id FROM jobs WHERE id = ANY(%s)"
+COUNT_IDS = "SELECT count(*) FROM jobs WHERE id = ANY(%s)"
+
+# --- inspection -----------------------------------------------------------------------------
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s"
+GET_RUNS = """
+SELECT job_id, n, started_at, finished_at, exit_code, signal, error, worker_id
+FROM runs WHERE job_id = %s
+UNION ALL
+SELECT id, runs_total, started_at, NULL, NULL, NULL, NULL, worker_id
+FROM jobs WHERE id = %s AND state = 'processing'
+ORDER BY 2
+"""
+RUNS_TOTAL = "SELECT runs_total FROM jobs WHERE id = %s"
+LIVE_OUTPUT = "SELECT data, total FROM live_output WHERE job_id = %s AND n = %s"
+RUN_OUTPUT = "SELECT output, output_total FROM runs WHERE job_id = %s AND n = %s"
+IS_RUNNING = "SELECT 1 FROM jobs WHERE id = %s AND state = 'processing' AND runs_total = %s"
+LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq LIMIT %s"
+LIST_JOBS_IN_STATE = f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = %s ORDER BY seq LIMIT %s"
+COUNTS = "SELECT state, sum(n), count(*) FROM job_counts GROUP BY state"
+# Folds the counter deltas into one row per state; SKIP LOCKED: never waits for another.
+COMPACT_COUNTS = """
+WITH folded AS (
+    DELETE FROM job_counts
+    WHERE ctid = ANY (ARRAY (SELECT ctid FROM job_counts FOR UPDATE SKIP LOCKED))
+    RETURNING state, n
+)
+INSERT INTO job_counts (state, n)
+SELECT state, sum(n) FROM folded GROUP BY state HAVING sum(n) <> 0
+"""
+NEXT_RUN_AT = f"SELECT min(run_at) FROM jobs WHERE {RUNNABLE}"
+RUNNABLE_NOW = f"SELECT EXISTS (SELECT 1 FROM jobs WHERE {RUNNABLE} AND run_at <= now())"
+
+# --- dead letter queue --------------------------------------------------------------------
+LOCK_STATES = "SELECT id, state FROM jobs WHERE id = ANY(%s) FOR UPDATE"
+RETRY_DEAD = """
+UPDATE jobs SET state = 'pending', attempts = 0, run_at = now(), updated_at = now()
+WHERE id = ANY(%s)
+"""
+RETRY_ALL_DEAD = """
+UPDATE jobs SET state = 'pending', attempts = 0, run_at = now(), updated_at = now()
+WHERE state = 'dead'
+"""
+COUNT_STILL_DEAD = """
+SELECT count(*), count(*) FILTER (WHERE state = 'dead') FROM jobs WHERE id = ANY(%s)
+"""
+
+# --- workers ------------------------------------------------------------------------------------
+REGISTER_WORKER = """
+INSERT INTO workers (id, host, pid, pid_start, started_at, heartbeat_at)
+VALUES (%s, %s, %s, %s, %s, now())
+ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+    pid_start = excluded.pid_start, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, stop_requested = false
+"""
+UNREGISTER_WORKER = "DELETE FROM workers WHERE id = %s"
+HEARTBEAT = "UPDATE workers SET heartbeat_at = now() WHERE id = %s RETURNING stop_requested"
+REQUEST_STOP = "UPDATE workers SET stop_requested = true WHERE id = ANY(%s)"
+LIST_WORKERS = """
+SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at,
+       (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1)
+FROM workers w ORDER BY w.started_at, w.id
+"""
+
+# --- claim and finish -------------------------------------------------------------------------
+CLAIM = f"""
+UPDATE jobs SET state = 'processing', worker_id = %(worker)s, runs_total = runs_total + 1,
+                started_at = now(), updated_at = now(), claim_token = %(token)s
+WHERE seq = (SELECT seq FROM jobs WHERE {RUNNABLE} AND run_at <= now()
+             ORDER BY priority DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING {JOB_COLUMNS}, started_at
+"""
+# After a dropped connection: did the claim made with this token commit?
+FIND_CLAIM = f"""
+SELECT {JOB_COLUMNS}, started_at FROM jobs WHERE state = 'processing' AND claim_token = %s
+"""
+
+# Records one attempt, fenced: only the holder of this very run may write its outcome.
+_RECORD_CTES = """
+WITH done AS (
+    UPDATE jobs SET state = %(state)s, attempts = attempts + 1,
+                    run_at = coalesce(now() + %(delay)s::float8 * interval '1 second', run_at),
+                    exit_code = %(exit_code)s, last_error = %(error)s, updated_at = now(),
+                    started_at = NULL, claim_token = NULL
+    WHERE id = %(id)s AND state = 'processing' AND worker_id IS NOT DISTINCT FROM %(worker)s
+          AND runs_total = %(run)s
+    RETURNING id
+), recorded AS (
+    INSERT INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code, signal, error,
+                      output, output_total)
+    SELECT id, %(run)s, %(worker)s, coalesce(%(started)s, now()), now(), %(exit_code)s,
+           %(signal)s, %(error)s, %(output)s, %(output_total)s FROM done
+    ON CONFLICT (job_id, n) DO UPDATE SET
+        worker_id = excluded.worker_id, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, exit_code = excluded.exit_code,
+        signal = excluded.signal, error = excluded.error, output = excluded.output,
+        output_total = excluded.output_total
+    RETURNING 1
+), cleared AS (
+    DELETE FROM live_output WHERE job_id IN (SELECT id FROM done)
+)"""
+RECORD = _RECORD_CTES + "\nSELECT count(*) FROM recorded"
+# Finish and claim the next job in one statement (one round trip, one commit). The finished
+# job is `processing` in the statement's snapshot, so `following` never takes it.
+RECORD_AND_CLAIM = (
+    _RECORD_CTES
+    + f""", following AS ({CLAIM})
+SELECT (SELECT count(*) FROM recorded), following.*
+FROM (VALUES (1)) AS one (x) LEFT JOIN following ON true"""
+)
+# After a dropped connection: did the finish of this run, with this outcome, commit?
+RUN_RECORDED = """
+SELECT 1 FROM runs
+WHERE job_id = %s AND n = %s AND worker_id = %s AND exit_code IS NOT DISTINCT FROM %s::integer
+      AND signal IS NOT DISTINCT FROM %s::integer AND error IS NOT DISTINCT FROM %s::text
+"""
+PUBLISH_OUTPUT = """
+INSERT INTO live_output (job_id, n, data, total)
+SELECT id, runs_total, %s, %s FROM jobs
+WHERE id = %s AND state = 'processing' AND worker_id = %s AND runs_total = %s
+ON CONFLICT (job_id) DO UPDATE SET n = excluded.n, data = excluded.data, total = excluded.total
+"""
+
+# --- recovery -------------------------------------------------------------------------------------
+_LEASE_CUTOFF = "now() - %(lease)s::float8 * interval '1 second'"
+_EXPIRED = f"""
+SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at, w.host
+FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
+WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < {_LEASE_CUTOFF})
+"""
+# A read first: rows are locked only when there is something to take back.
+ANY_EXPIRED = f"""
+SELECT EXISTS (SELECT 1 FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF}) OR EXISTS ({_EXPIRED})
+"""
+# SKIP LOCKED: a job another recoverer (or its finishing worker) holds is theirs.
+LOCK_EXPIRED = f"{_EXPIRED} FOR UPDATE OF j SKIP LOCKED"
+DELETE_STALE_WORKERS = f"DELETE FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF}"
