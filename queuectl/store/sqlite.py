@@ -66,9 +66,6 @@ UPDATE jobs SET state = 'processing', worker_id = :worker, runs_total = runs_tot
                 started_at = :now, updated_at = :now
 WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_runnable
              WHERE {_RUNNABLE} AND run_at <= :now
-               -- An unregistered worker (frozen past its lease, not yet registered
-               -- again) must not take a job it would at once be declared lost with.
-               AND EXISTS (SELECT 1 FROM workers WHERE id = :worker)
              ORDER BY priority DESC, run_at, seq LIMIT 1)
 RETURNING {_JOB_COLUMNS}
 """
