@@ -171,12 +171,6 @@ def test_batch_with_a_duplicate_inside_writes_nothing(store: Store) -> None:
     assert sum(store.counts().values()) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SqliteStore._first_existing looks for the clash inside the failed transaction, "
-    "where the batch's own earlier rows are visible, so it names the first job of the "
-    "batch instead of the duplicate",
-)
 def test_duplicate_error_names_the_clashing_id(store: Store) -> None:
     store.enqueue([new_job("taken")])
     with pytest.raises(DuplicateJob) as caught:
@@ -464,8 +458,14 @@ def test_recover_expired_takes_back_a_silent_workers_job(
 
     assert store.recover_expired(LEASE, end_processes) == []  # not expired yet
     recovered = wait_until(recover, timeout=10, what="the lease to expire")
-    expected = RecoveredJob("lost", 1, "silent", "host-silent")
+    [found] = recovered
+    # The lost worker's process identity comes along, so a recoverer can tell a
+    # frozen worker (alive) from a dead one.
+    expected = RecoveredJob(
+        "lost", 1, "silent", "host-silent", found.worker_pid, found.worker_pid_start_time
+    )
     assert recovered == [expected]
+    assert found.worker_pid is not None
     assert seen == [(expected, JobState.PROCESSING)]
 
     job = store.get_job("lost")
