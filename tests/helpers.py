@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from queuectl.domain import Claim, NewJob, Outcome, OutcomeKind, WorkerInfo
 from queuectl.paths import DatabaseLocation
-from queuectl.store import Store, open_store
+from queuectl.store import open_store
 
 T = TypeVar("T")
 
@@ -187,24 +187,12 @@ def fail(code: int = 1) -> Outcome:
 SUCCESS = Outcome(OutcomeKind.SUCCEEDED, exit_code=0)
 
 
-def run_to_dead(store: Store, job_id: str, worker_id: str = "w-dead") -> None:
-    """Claim and fail `job_id` until it is dead (needs a zero backoff_max-like config or
-    a job whose max runs is 1); used to put jobs in the DLQ without a worker process."""
-    while True:
-        job = store.get_job(job_id)
-        assert job is not None
-        if job.state.value == "dead":
-            return
-        claim = wait_until(lambda: store.claim(worker_id), timeout=10, what=f"claim {job_id}")
-        assert claim.job.id == job_id, f"claimed {claim.job.id} while driving {job_id} to dead"
-        assert store.finish(claim, fail()).recorded
-
-
 def claim_until_empty(location: DatabaseLocation, worker_id: str) -> list[str]:
     """Open an own store and claim until nothing is left (runs in a child process/thread)."""
     store = open_store(location, durable=False)
     claimed: list[str] = []
     try:
+        store.register_worker(worker_info(worker_id))
         while True:
             claim: Claim | None = store.claim(worker_id)
             if claim is None:

@@ -37,6 +37,7 @@ from queuectl.errors import DuplicateJob, JobNotFound, StoreUnavailable, WrongSt
 from queuectl.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
+from queuectl.store.sqlite_insights import SqliteInsights
 from queuectl.store.sqlite_schema import LATEST_VERSION, MIGRATIONS
 from queuectl.timeutil import from_micros, to_micros
 
@@ -120,8 +121,8 @@ def _translating(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-class SqliteStore:
-    """The store on one SQLite file. Create one per thread."""
+class SqliteStore(SqliteInsights):
+    """The store on one SQLite file (with insights: sqlite_insights.py). One per thread."""
 
     def __init__(
         self,

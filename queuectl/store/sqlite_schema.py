@@ -115,8 +115,107 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE legacy_config")
 
 
+# Run durations are counted in buckets with these upper bounds (microseconds), plus one
+# bucket above them: percentiles for `stats`, the histogram for /metrics. Fixed by
+# migration 2 (stored bucket numbers refer to them): changing them needs a migration.
+DURATION_BOUNDS_US = (
+    *(1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000),
+    *(1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 120_000_000),
+    *(300_000_000, 600_000_000, 1_800_000_000, 3_600_000_000, 7_200_000_000, 21_600_000_000),
+)
+# Per-minute rows older than this are deleted (7 days; insights.STATS_RETENTION).
+STATS_RETENTION_MINUTES = 7 * 24 * 60
+_MINUTE_US = 60_000_000
+
+_SCHEMA_2 = """
+-- One row per minute, worker, result and duration bucket: a run adds 1 to its row.
+-- result: 'completed', 'retried' (failed, will run again) or 'dead' (failed into the DLQ).
+CREATE TABLE run_minutes (
+    minute       INTEGER NOT NULL,             -- minutes since the epoch when the runs ended
+    worker_id    TEXT NOT NULL,                -- '' when unknown
+    result       TEXT NOT NULL,
+    bucket       INTEGER NOT NULL,             -- index into DURATION_BOUNDS_US
+    n            INTEGER NOT NULL,
+    duration_sum INTEGER NOT NULL,             -- microseconds
+    duration_max INTEGER NOT NULL,
+    PRIMARY KEY (minute, worker_id, result, bucket)
+) WITHOUT ROWID;
+-- The same over the queue's whole life: at most 3 x 23 rows, never decreasing.
+CREATE TABLE run_totals (
+    result       TEXT NOT NULL,
+    bucket       INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    duration_sum INTEGER NOT NULL,
+    duration_max INTEGER NOT NULL,
+    PRIMARY KEY (result, bucket)
+) WITHOUT ROWID;
+INSERT INTO run_totals (result, bucket, n, duration_sum, duration_max)
+    SELECT result, bucket, count(*), sum(d), max(d) FROM ({backfill}) GROUP BY result, bucket;
+INSERT INTO run_minutes (minute, worker_id, result, bucket, n, duration_sum, duration_max)
+    SELECT minute, worker_id, result, bucket, count(*), sum(d), max(d) FROM ({backfill})
+    WHERE minute >= {first_minute}
+    GROUP BY minute, worker_id, result, bucket;
+CREATE TRIGGER runs_stats AFTER INSERT ON runs BEGIN
+    INSERT INTO run_minutes (minute, worker_id, result, bucket, n, duration_sum, duration_max)
+        SELECT minute, worker_id, result, bucket, 1, d, d FROM ({new_run}) WHERE true
+        ON CONFLICT DO UPDATE SET n = n + 1, duration_sum = duration_sum + excluded.duration_sum,
+            duration_max = max(duration_max, excluded.duration_max);
+    INSERT INTO run_totals (result, bucket, n, duration_sum, duration_max)
+        SELECT result, bucket, 1, d, d FROM ({new_run}) WHERE true
+        ON CONFLICT DO UPDATE SET n = n + 1, duration_sum = duration_sum + excluded.duration_sum,
+            duration_max = max(duration_max, excluded.duration_max);
+END;
+-- A new key appears a few times a minute: the moment to drop minutes past the retention.
+CREATE TRIGGER run_minutes_prune AFTER INSERT ON run_minutes BEGIN
+    DELETE FROM run_minutes WHERE minute < NEW.minute - {retention};
+END;
+"""
+
+
+def _migration_2(conn: sqlite3.Connection) -> None:
+    """Run statistics kept by triggers, so `stats` and /metrics never scan jobs or runs.
+
+    A `runs` row is inserted exactly once, when a run ends, in the transaction that
+    records the outcome; its trigger adds the run to its per-minute row and to the
+    all-time totals. Nothing ever subtracts, so purging jobs (or runs) cannot make
+    a counter go backwards. Runs recorded before this migration are counted once here.
+    """
+    first_minute = (to_micros(now_utc()) // _MINUTE_US) - STATS_RETENTION_MINUTES
+    script = _SCHEMA_2.format(
+        backfill=_run_figures("r.", "FROM runs r"),
+        new_run=_run_figures("NEW.", ""),
+        first_minute=first_minute,
+        retention=STATS_RETENTION_MINUTES,
+    )
+    for statement in _split_sql(script):
+        conn.execute(statement)
+
+
+def _run_figures(run: str, source: str) -> str:
+    """SELECT minute, worker_id, result, bucket and duration d of finished runs (the
+    trigger's NEW, or the rows of `source`).
+
+    Success is exit code 0 without an error. A failed run sent its job to the DLQ
+    when it is the job's latest run and the job is dead (a run row is written after
+    its job's row); any other failed run was followed by a retry.
+    """
+    ok = f"{run}exit_code IS 0 AND {run}error IS NULL"
+    dead = f"SELECT state = 'dead' AND runs_total = {run}n FROM jobs WHERE id = {run}job_id"
+    bucket = " ".join(f"WHEN d <= {bound} THEN {i}" for i, bound in enumerate(DURATION_BOUNDS_US))
+    return (
+        f"SELECT minute, worker_id, result, d, "
+        f"CASE {bucket} ELSE {len(DURATION_BOUNDS_US)} END AS bucket "
+        f"FROM (SELECT {run}finished_at / {_MINUTE_US} AS minute, "
+        f"coalesce({run}worker_id, '') AS worker_id, "
+        f"max({run}finished_at - {run}started_at, 0) AS d, "
+        f"CASE WHEN {ok} THEN 'completed' WHEN ({dead}) THEN 'dead' ELSE 'retried' END AS result "
+        f"{source})"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
     (1, "initial schema (imports the original system's tables when present)", _migration_1),
+    (2, "run statistics: per-minute and all-time counters kept by triggers", _migration_2),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

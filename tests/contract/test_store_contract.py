@@ -141,10 +141,11 @@ def test_odd_ids_round_trip_everywhere(store: Store, job_id: str) -> None:
     assert job is not None and job.id == job_id
     assert ids(store.list_jobs()) == ["%", job_id]
     store.register_worker(worker_info("w"))
+    store.register_worker(worker_info("other"))
     store.claim("other")  # "%" first
     claim = store.claim("w")
     assert claim is not None and claim.job.id == job_id
-    assert [w.job_id for w in store.list_workers()] == [job_id]
+    assert {w.id: w.job_id for w in store.list_workers()} == {"w": job_id, "other": "%"}
     assert store.finish(claim, fail()).recorded
     assert ids(store.list_jobs(JobState.DEAD)) == [job_id]
     assert [run.n for run in store.get_runs(job_id)] == [1]
@@ -179,6 +180,7 @@ def test_duplicate_error_names_the_clashing_id(store: Store) -> None:
 
 
 def test_list_is_in_enqueue_order_with_state_and_limit(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     for job_id in ("z", "a", "m"):
         store.enqueue([new_job(job_id)])
     store.enqueue([new_job("q"), new_job("b")])
@@ -198,6 +200,7 @@ def test_list_is_in_enqueue_order_with_state_and_limit(store: Store) -> None:
 
 
 def test_counts_follow_every_transition(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     assert store.counts() == {state: 0 for state in JobState}
     fast_retries(store)
     store.enqueue([new_job(f"j{i}", max_retries=1 if i == 3 else 3) for i in range(5)])
@@ -222,6 +225,7 @@ def test_counts_follow_every_transition(store: Store) -> None:
 
 
 def test_next_run_at(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     assert store.next_run_at() is None
     later = datetime(2040, 1, 1, tzinfo=UTC)
     store.enqueue([new_job("later", run_at=later)])
@@ -239,6 +243,7 @@ def test_next_run_at(store: Store) -> None:
 
 
 def test_claim_of_nothing_returns_none(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     assert store.claim("w") is None
     store.enqueue([new_job("a")])
     assert store.claim("w") is not None
@@ -246,6 +251,7 @@ def test_claim_of_nothing_returns_none(store: Store) -> None:
 
 
 def test_claim_order_priority_then_run_at_then_enqueue_order(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     past = datetime(2020, 1, 1, tzinfo=UTC)
     store.enqueue([new_job("p0-first")])
     store.enqueue([new_job("p5-now", priority=5)])
@@ -275,6 +281,7 @@ def test_claim_order_priority_then_run_at_then_enqueue_order(store: Store) -> No
 
 
 def test_new_jobs_of_one_priority_run_fifo(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     names = [f"job-{i:02d}" for i in reversed(range(30))]
     for name in names:
         store.enqueue([new_job(name)])
@@ -307,6 +314,7 @@ def test_claim_marks_the_job_and_starts_run_one(store: Store) -> None:
 
 
 def test_future_run_at_is_not_claimed_until_due(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     store.enqueue(
         [new_job("soon", delay=0.4), new_job("never", run_at=datetime(2999, 1, 1, tzinfo=UTC))]
     )
@@ -319,6 +327,7 @@ def test_future_run_at_is_not_claimed_until_due(store: Store) -> None:
 
 
 def test_only_pending_and_due_failed_jobs_are_claimed(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     store.set_config("backoff_max", "3600")
     store.enqueue([new_job("ok"), new_job("bad"), new_job("dead", max_retries=0)])
     for outcome in (SUCCESS, fail(), fail()):
@@ -359,6 +368,7 @@ def test_finish_success(store: Store) -> None:
 def test_failure_moves_run_at_forward_by_the_backoff(
     store: Store, base: str, cap: str, delay: float
 ) -> None:
+    store.register_worker(worker_info("w"))
     store.set_config("backoff_base", base)
     store.set_config("backoff_max", cap)
     store.enqueue([new_job("a", max_retries=3)])
@@ -378,6 +388,7 @@ def test_failure_moves_run_at_forward_by_the_backoff(
 
 
 def test_failed_job_runs_again_after_its_backoff(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     store.set_config("backoff_max", "0.3")
     store.enqueue([new_job("a", max_retries=3)])
     first = store.claim("w")
@@ -390,6 +401,7 @@ def test_failed_job_runs_again_after_its_backoff(store: Store) -> None:
 
 
 def test_signal_outcome_has_no_exit_code(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     store.enqueue([new_job("a")])
     claim = store.claim("w")
     assert claim is not None
@@ -404,6 +416,7 @@ def test_signal_outcome_has_no_exit_code(store: Store) -> None:
 
 
 def test_timeout_outcome_is_a_failure_with_its_error(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     store.enqueue([new_job("a", timeout=1)])
     claim = store.claim("w")
     assert claim is not None
@@ -416,6 +429,7 @@ def test_timeout_outcome_is_a_failure_with_its_error(store: Store) -> None:
 
 @pytest.mark.parametrize(("max_retries", "runs"), [(0, 1), (1, 1), (2, 2), (3, 3)])
 def test_dead_after_max_runs(store: Store, max_retries: int, runs: int) -> None:
+    store.register_worker(worker_info("w"))
     fast_retries(store)
     store.enqueue([new_job("a", max_retries=max_retries)])
     for n in range(1, runs + 1):
@@ -572,6 +586,7 @@ def test_a_heartbeating_worker_keeps_its_job(store: Store) -> None:
 
 
 def _dead(store: Store, *job_ids: str) -> None:
+    store.register_worker(worker_info("w"))
     store.enqueue([new_job(job_id, max_retries=1) for job_id in job_ids])
     for _ in job_ids:
         claim = store.claim("w")
@@ -580,6 +595,7 @@ def _dead(store: Store, *job_ids: str) -> None:
 
 
 def test_retry_dead_moves_a_job_back_to_pending(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     _dead(store, "d")
     before = store.get_job("d")
     assert before is not None and before.state is JobState.DEAD
@@ -596,6 +612,7 @@ def test_retry_dead_moves_a_job_back_to_pending(store: Store) -> None:
 
 
 def test_run_numbers_are_never_reused_after_a_dlq_retry(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     fast_retries(store)
     store.enqueue([new_job("a", max_retries=2)])
     for _ in range(2):
@@ -639,6 +656,7 @@ def test_retry_dead_is_all_or_nothing(store: Store, culprit: str, error: type) -
 
 
 def test_retry_all_dead(store: Store) -> None:
+    store.register_worker(worker_info("w"))
     assert store.retry_all_dead() == 0
     _dead(store, "d1", "d2", "d3")
     store.enqueue([new_job("p")])
@@ -735,6 +753,8 @@ def test_request_stop_reaches_only_the_named_workers(store: Store) -> None:
 
 
 def test_wait_for_jobs_wakes_up_on_an_enqueue(store: Store, store_factory: StoreFactory) -> None:
+    store.register_worker(worker_info("w"))
+
     def produce() -> None:
         # A store belongs to the thread that opened it.
         producer = open_store(store_factory.location)

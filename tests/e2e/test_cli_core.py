@@ -37,6 +37,7 @@ from tests.helpers import (
     run_cli,
     run_cli_concurrently,
     table_rows,
+    worker_info,
 )
 
 Cli = Callable[..., CliResult]
@@ -72,6 +73,7 @@ def make_dead(path: Path, job_id: str) -> None:
     """Fail `job_id` (which must be next in claim order and have one run) into the DLQ."""
     store = open_store(path)
     try:
+        store.register_worker(worker_info("test-worker"))
         claim = store.claim("test-worker")
         assert claim is not None and claim.job.id == job_id
         assert store.finish(claim, fail(3)).recorded
@@ -493,6 +495,7 @@ def test_wait_exit_codes(run_cli: Cli, db: Path) -> None:
     ]
     ok(run_cli("enqueue", "--file", "-", input=_lines(specs)))
     store = open_store(db)
+    store.register_worker(worker_info("w"))
     claim = store.claim("w")
     assert claim is not None and claim.job.id == "good"
     assert store.finish(claim, SUCCESS).recorded

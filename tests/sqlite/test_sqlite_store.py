@@ -51,6 +51,7 @@ def test_backoff_grows_as_base_to_the_n_capped(store: SqliteStore, clock: Clock)
     store.set_config("backoff_base", "2")
     store.set_config("backoff_max", "10")
     store.enqueue([new_job("a", max_retries=6)])
+    store.register_worker(worker_info("w"))
     delays = []
     for _ in range(6):
         claim = store.claim("w")
@@ -98,6 +99,7 @@ def test_lease_expires_after_exactly_lease_seconds_of_silence(
 
 def test_completion_time_is_the_store_clock(store: SqliteStore, clock: Clock) -> None:
     store.enqueue([new_job("a")])
+    store.register_worker(worker_info("w"))
     claim = store.claim("w")
     assert claim is not None
     clock.now += 2.5

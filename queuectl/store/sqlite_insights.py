@@ -1,0 +1,191 @@
+"""Insights on SQLite: statistics, totals and job search for `stats`, the dashboard, /metrics.
+
+A mixin of SqliteStore (it uses the store's connection and clock). Every figure
+comes from an index or from the tables that migration 2's triggers keep
+(run_minutes, run_totals; job_counts from migration 1), so reading costs the
+same with 10 jobs as with 1,000,000. Only a text search reads the jobs
+themselves, because no index answers "contains".
+
+This module is imported by every command (SqliteStore inherits the mixin), so
+the insights value types are imported only when a method runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from queuectl.store.sqlite_schema import DURATION_BOUNDS_US
+
+if TYPE_CHECKING:
+    from queuectl.domain import JobState
+    from queuectl.store.insights import JobPage, QueueStats, RunTotals
+
+T = TypeVar("T")
+
+_MINUTE_US = 60_000_000
+_BOUNDS_SECONDS = tuple(bound / 1_000_000 for bound in DURATION_BOUNDS_US)
+_RUNNABLE = "state IN ('pending', 'failed')"
+
+# The earliest run_at of the waiting jobs, in the runnable index ordered by priority
+# first: one index seek per distinct priority instead of a walk over every waiting job.
+_OLDEST_WAITING_SQL = f"""
+WITH RECURSIVE priorities(p) AS (
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_runnable WHERE {_RUNNABLE}
+            ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM jobs INDEXED BY jobs_runnable WHERE {_RUNNABLE} AND priority < p
+            ORDER BY priority DESC LIMIT 1)
+    FROM priorities WHERE p IS NOT NULL
+)
+SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_runnable WHERE {_RUNNABLE} AND priority = p
+            ORDER BY priority DESC, run_at LIMIT 1))
+FROM priorities WHERE p IS NOT NULL
+"""
+
+
+def _translating(method: Callable[..., T]) -> Callable[..., T]:
+    """Raise queuectl errors only, as every store method does."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteInsights, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            from queuectl.store.sqlite import _translate
+
+            raise _translate(exc, self.path) from exc
+
+    return wrapper
+
+
+class SqliteInsights:
+    """The Insights protocol (queuectl.store.insights) for SqliteStore."""
+
+    # Set by SqliteStore.
+    path: str
+    _conn: sqlite3.Connection
+    _clock: Callable[[], float]
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction, so the figures of one answer agree with each other."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    @_translating
+    def stats(self, window_seconds: float) -> QueueStats:
+        from queuectl.store.insights import BucketRow, build_stats, check_window
+        from queuectl.timeutil import from_micros
+
+        check_window(window_seconds)
+        now_us = int(self._clock() * 1_000_000)
+        since_us = now_us - int(window_seconds * 1_000_000)
+        first_minute = since_us // _MINUTE_US
+        with self._snapshot() as conn:
+            counts = self._counts(conn)
+            oldest = self._oldest_pending_age(conn, now_us)
+            minute_rows = conn.execute(
+                "SELECT minute, result, sum(n) FROM run_minutes WHERE minute >= ? "
+                "GROUP BY minute, result",
+                (first_minute,),
+            ).fetchall()
+            worker_rows = conn.execute(
+                "SELECT worker_id, result, sum(n) FROM run_minutes WHERE minute >= ? "
+                "GROUP BY worker_id, result",
+                (first_minute,),
+            ).fetchall()
+            bucket_rows = conn.execute(
+                "SELECT result, bucket, sum(n), sum(duration_sum), max(duration_max) "
+                "FROM run_minutes WHERE minute >= ? GROUP BY result, bucket",
+                (first_minute,),
+            ).fetchall()
+        return build_stats(
+            since=from_micros(since_us),
+            until=from_micros(now_us),
+            counts=counts,
+            oldest_pending_age=oldest,
+            bounds=_BOUNDS_SECONDS,
+            minute_rows=minute_rows,
+            worker_rows=worker_rows,
+            bucket_rows=[
+                BucketRow(result, bucket, n, total / 1e6, longest / 1e6)
+                for result, bucket, n, total, longest in bucket_rows
+            ],
+        )
+
+    @_translating
+    def run_totals(self) -> RunTotals:
+        from queuectl.store.insights import BucketRow, summarize
+
+        rows = self._conn.execute(
+            "SELECT result, bucket, n, duration_sum, duration_max FROM run_totals"
+        ).fetchall()
+        return summarize(
+            [BucketRow(r, b, n, total / 1e6, longest / 1e6) for r, b, n, total, longest in rows],
+            _BOUNDS_SECONDS,
+        )
+
+    @_translating
+    def oldest_pending_age(self) -> float | None:
+        return self._oldest_pending_age(self._conn, int(self._clock() * 1_000_000))
+
+    def _oldest_pending_age(self, conn: sqlite3.Connection, now_us: int) -> float | None:
+        row = conn.execute(_OLDEST_WAITING_SQL).fetchone()
+        earliest: int | None = row[0] if row else None
+        if earliest is None or earliest > now_us:
+            return None  # nothing waits, or only jobs scheduled for later
+        return (now_us - earliest) / 1_000_000
+
+    def _counts(self, conn: sqlite3.Connection) -> dict[JobState, int]:
+        from queuectl.domain import JobState
+
+        rows = dict(conn.execute("SELECT state, n FROM job_counts").fetchall())
+        return {state: int(rows.get(state.value, 0)) for state in JobState}
+
+    @_translating
+    def search_jobs(
+        self,
+        state: JobState | None = None,
+        text: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> JobPage:
+        from queuectl.store.insights import SEARCH_COUNT_LIMIT, JobPage
+        from queuectl.store.sqlite import _JOB_COLUMNS, _job_from_row
+
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            where.append("state = ?")  # the (state, seq) index, walked newest first
+            params.append(state.value)
+        if text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(id LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs{condition} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+            if text:
+                total = conn.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM jobs{condition} LIMIT ?)",
+                    (*params, SEARCH_COUNT_LIMIT + 1),
+                ).fetchone()[0]
+                exact = total <= SEARCH_COUNT_LIMIT
+                total = min(total, SEARCH_COUNT_LIMIT)
+            else:
+                counts = self._counts(conn)
+                total = counts[state] if state is not None else sum(counts.values())
+                exact = True
+        return JobPage([_job_from_row(row) for row in rows], total, exact, offset, limit)
