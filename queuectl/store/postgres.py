@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from queuectl.domain import (
     Claim,
@@ -40,7 +41,7 @@ from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
 from queuectl.store import postgres_queries as q
 from queuectl.store.postgres_connection import Applied, Connection, Link, connect
-from queuectl.store.postgres_schema import JOBS_CHANNEL, migrate
+from queuectl.store.postgres_schema import LISTEN_CHANNEL_QUERY, migrate
 
 log = logging.getLogger("queuectl.store")
 
@@ -279,7 +280,8 @@ class PostgresStore:
             log.warning("cannot listen for new jobs (%s); polling instead", exc)
             return False
         try:
-            listener.execute(f"LISTEN {JOBS_CHANNEL}")
+            channel = _one(listener, LISTEN_CHANNEL_QUERY)[0]
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             runnable = bool(_one(listener, q.RUNNABLE_NOW)[0])
         except psycopg.Error:
             listener.close()
@@ -389,8 +391,9 @@ class PostgresStore:
             recovered: list[RecoveredJob] = []
             with self._link.transaction(conn):
                 rows = conn.execute(q.LOCK_EXPIRED, lease).fetchall()
-                for job_id, worker_id, runs_total, attempts, max_retries, started, host in rows:
-                    job = RecoveredJob(job_id, runs_total, worker_id, host)
+                for row in rows:
+                    job_id, worker_id, runs_total, attempts, max_retries, started = row[:6]
+                    job = RecoveredJob(job_id, runs_total, worker_id, *row[6:])
                     end_processes(job)  # before the job can be claimed again
                     params = self._record_params(
                         job_id, runs_total, worker_id, started, attempts, max_retries, lost,

@@ -102,6 +102,9 @@ CLAIM = f"""
 UPDATE jobs SET state = 'processing', worker_id = %(worker)s, runs_total = runs_total + 1,
                 started_at = now(), updated_at = now(), claim_token = %(token)s
 WHERE seq = (SELECT seq FROM jobs WHERE {RUNNABLE} AND run_at <= now()
+               -- An unregistered worker (frozen past its lease, not yet registered
+               -- again) must not take a job it would at once be declared lost with.
+               AND EXISTS (SELECT 1 FROM workers WHERE id = %(worker)s)
              ORDER BY priority DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING {JOB_COLUMNS}, started_at
 """
@@ -159,7 +162,8 @@ ON CONFLICT (job_id) DO UPDATE SET n = excluded.n, data = excluded.data, total =
 # --- recovery -------------------------------------------------------------------------------------
 _LEASE_CUTOFF = "now() - %(lease)s::float8 * interval '1 second'"
 _EXPIRED = f"""
-SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at, w.host
+SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at,
+       w.host, w.pid, w.pid_start
 FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
 WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < {_LEASE_CUTOFF})
 """

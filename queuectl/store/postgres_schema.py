@@ -17,8 +17,16 @@ from queuectl.errors import StoreUnavailable
 
 # pg_advisory_xact_lock key for migrations: "queuectl" in ASCII, as a positive bigint.
 MIGRATION_LOCK_KEY = 0x7175657565637470
-# Idle workers LISTEN here; the jobs triggers NOTIFY it when a job becomes runnable.
-JOBS_CHANNEL = "queuectl_jobs"
+# Idle workers LISTEN on the channel of the schema holding the jobs table; the jobs
+# triggers NOTIFY it when a job becomes runnable. One channel per schema, because channels
+# are per database and several queues may share one database in different schemas; the
+# md5 keeps the name within the 63-byte limit whatever the schema's name.
+_CHANNEL_OF_SCHEMA = "'queuectl_jobs_' || left(md5({schema}), 16)"
+LISTEN_CHANNEL_QUERY = f"""
+SELECT {_CHANNEL_OF_SCHEMA.format(schema="n.nspname")}
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = 'jobs'::regclass
+"""
+_NOTIFY = f"PERFORM pg_notify({_CHANNEL_OF_SCHEMA.format(schema='TG_TABLE_SCHEMA')}, '');"
 
 _SCHEMA_1 = f"""
 CREATE TABLE jobs (
@@ -97,7 +105,7 @@ CREATE FUNCTION queuectl_jobs_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO job_counts (state, n) SELECT state, count(*) FROM new_jobs GROUP BY state;
     IF EXISTS (SELECT 1 FROM new_jobs WHERE state IN ('pending', 'failed')) THEN
-        PERFORM pg_notify('{JOBS_CHANNEL}', '');
+        {_NOTIFY}
     END IF;
     RETURN NULL;
 END $$;
@@ -113,7 +121,7 @@ BEGIN
     -- pending later (so they sleep until its run_at); not on claims and finishes.
     IF EXISTS (SELECT 1 FROM new_jobs
                WHERE state = 'pending' OR (state = 'failed' AND run_at <= now())) THEN
-        PERFORM pg_notify('{JOBS_CHANNEL}', '');
+        {_NOTIFY}
     END IF;
     RETURN NULL;
 END $$;

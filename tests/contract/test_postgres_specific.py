@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -76,11 +77,18 @@ def admin_sql(location: DatabaseLocation, sql: str) -> list[tuple[object, ...]]:
 
 
 def url_with_password(location: DatabaseLocation, port: int | None = None) -> str:
-    """The test database's URL with a password (the test server's trust auth ignores it)."""
+    """The test database's URL with a password (the test server's trust auth ignores it).
+
+    Keeps the location's options: the fixture may select a schema through search_path.
+    """
     assert location.dsn is not None
     params = conninfo_to_dict(location.dsn)
     host = params.get("host", "127.0.0.1")
-    return f"postgresql://postgres:{SECRET}@{host}:{port or params.get('port', 5432)}/{params['dbname']}"
+    url = f"postgresql://postgres:{SECRET}@{host}:{port or params.get('port', 5432)}"
+    url += f"/{params.get('dbname', 'postgres')}"
+    if params.get("options"):
+        url += f"?options={urllib.parse.quote(str(params['options']))}"
+    return url
 
 
 def assert_no_secret(exc: BaseException) -> None:
@@ -97,6 +105,7 @@ def test_an_enqueue_wakes_a_waiting_worker_within_100ms(
 ) -> None:
     waiter = open_pg(location, stores)
     producer = open_pg(location, stores)
+    waiter.register_worker(worker_info("w"))
     waiter.wait_for_jobs(0, lambda: False)  # opens the listening connection
     for round_no in range(5):
         woke_at: list[float] = []
@@ -124,6 +133,7 @@ def test_a_dlq_retry_wakes_a_waiting_worker(
     waiter = open_pg(location, stores)
     producer = open_pg(location, stores)
     producer.enqueue([new_job("d", max_retries=1)])
+    producer.register_worker(worker_info("w"))
     claim = producer.claim("w")
     assert claim is not None and producer.finish(claim, fail()).recorded
     waiter.wait_for_jobs(0, lambda: False)
@@ -233,6 +243,7 @@ def test_counts_follow_fused_finish_and_claim_and_survive_compaction(
     store = open_pg(location, stores)
     store.set_config("backoff_max", "3600")
     store.enqueue([new_job(f"j{i}", max_retries=1 if i % 3 == 0 else 3) for i in range(30)])
+    store.register_worker(worker_info("w"))
     claim = store.claim("w")
     outcomes = [SUCCESS, fail()]
     n = 0
@@ -375,6 +386,7 @@ def test_a_claim_whose_reply_was_lost_is_not_claimed_twice(
 ) -> None:
     store = through(proxy, location, stores)
     store.enqueue([new_job("a"), new_job("b")])
+    store.register_worker(worker_info("w"))
     proxy.cut_after(1)  # the claim statement reaches the server and commits
     claim = store.claim("w")
     assert claim is not None and claim.job.id == "a" and claim.run_no == 1
@@ -389,6 +401,7 @@ def test_a_finish_whose_reply_was_lost_counts_as_recorded(
 ) -> None:
     store = through(proxy, location, stores)
     store.enqueue([new_job("a"), new_job("b"), new_job("c")])
+    store.register_worker(worker_info("w"))
     claim = store.claim("w")
     assert claim is not None
     proxy.cut_after(1)
@@ -472,7 +485,7 @@ def test_the_password_never_appears_in_server_errors(
     location: DatabaseLocation, stores: list[PostgresStore]
 ) -> None:
     display = url_with_password(location).replace(SECRET, "***")
-    missing = url_with_password(location).rsplit("/", 1)[0] + "/no_such_database_here"
+    missing = url_with_password(location).split("?")[0].rsplit("/", 1)[0] + "/no_such_db_here"
     with pytest.raises(StoreUnavailable, match="does not exist") as caught:
         PostgresStore(missing, display_url=display)
     assert_no_secret(caught.value)
