@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -266,7 +267,9 @@ def test_counts_follow_fused_finish_and_claim_and_survive_compaction(
 def test_the_store_keeps_working_after_its_connections_are_terminated(
     location: DatabaseLocation, stores: list[PostgresStore], caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = open_pg(location, stores)
+    # Tests may share one database (a schema each): end only this store's connections.
+    application = f"queuectl-test-{uuid.uuid4().hex[:12]}"
+    store = open_pg(location, stores, application_name=application)
     store.enqueue([new_job("a"), new_job("b")])
     store.register_worker(worker_info("w"))
     store.wait_for_jobs(0, lambda: False)  # a listening connection too
@@ -276,7 +279,8 @@ def test_the_store_keeps_working_after_its_connections_are_terminated(
         killed = admin_sql(
             location,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            f"AND application_name = '{application}'",
         )
         assert len(killed) >= at_least
 
