@@ -212,3 +212,12 @@ class RecoveredJob(NamedTuple):
 
 def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
+
+
+class Diagnostic(NamedTuple):
+    """One check of `queuectl doctor`."""
+
+    name: str
+    ok: bool
+    detail: str
+    advice: str  # what to do when not ok

@@ -60,6 +60,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _final_state(text: str) -> str:
+    if text.lower() not in ("completed", "dead"):
+        raise argparse.ArgumentTypeError(f"invalid state {text!r} (choose completed or dead)")
+    return text.lower()
+
+
+def _duration(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[smhdw]?\s*", text):
+        raise argparse.ArgumentTypeError(f"invalid age {text!r}: expected e.g. 30m, 12h, 7d")
+    return text
+
+
 def _state(text: str) -> str:
     if text.lower() not in STATES:
         raise argparse.ArgumentTypeError(
@@ -199,6 +213,45 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("key", metavar="KEY")
         sub.add_argument("value", metavar="VALUE")
 
+    if wanted("purge"):
+        sub = command(
+            commands, "purge", "queuectl.cli.operations:purge", "delete old completed/dead jobs"
+        )
+        sub.add_argument(
+            "--state", action="append", type=_final_state, help="completed or dead (default both)"
+        )
+        sub.add_argument(
+            "--older-than", required=True, type=_duration, metavar="AGE", help="e.g. 7d, 12h, 30m"
+        )
+        sub.add_argument("--dry-run", action="store_true", help="only say what would go")
+
+    if wanted("backup"):
+        sub = command(
+            commands, "backup", "queuectl.cli.operations:backup", "copy the live database"
+        )
+        sub.add_argument("path", metavar="PATH", help="a new file")
+
+    if wanted("doctor"):
+        command(commands, "doctor", "queuectl.cli.operations:doctor", "check database and workers")
+
+    if wanted("stats"):
+        sub = command(
+            commands, "stats", "queuectl.cli.stats:stats", "throughput, durations, failures", True
+        )
+        sub.add_argument(
+            "--since", default="1h", metavar="WINDOW", help="e.g. 15m, 1h, 7d (default 1h)"
+        )
+
+    if wanted("dashboard"):
+        sub = command(
+            commands, "dashboard", "queuectl.cli.dashboard:serve", "live web dashboard and /metrics"
+        )
+        sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        sub.add_argument("--port", type=_non_negative_int, default=8080, help="default 8080")
+        sub.add_argument(
+            "--token", help="access token (required off loopback; default: generated and printed)"
+        )
+
     if wanted("completion"):
         sub = command(
             commands, "completion", "queuectl.cli.completion:print_script", "shell completion"
@@ -219,7 +272,12 @@ _COMMANDS = (
     "logs",
     "dlq",
     "config",
+    "stats",
+    "dashboard",
     "completion",
+    "purge",
+    "backup",
+    "doctor",
 )
 
 

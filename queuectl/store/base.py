@@ -14,6 +14,7 @@ from typing import Protocol
 
 from queuectl.domain import (
     Claim,
+    Diagnostic,
     FinishResult,
     HeartbeatReply,
     Job,
@@ -94,6 +95,30 @@ class Store(Protocol):
 
     def retry_all_dead(self) -> int:
         """Move every dead job to pending; return how many."""
+        ...
+
+    # --- operations ----------------------------------------------------------
+    def purgeable_counts(self, states: Sequence[JobState], before: datetime) -> dict[JobState, int]:
+        """How many jobs in these (final) states were last updated before `before`."""
+        ...
+
+    def purge(self, states: Sequence[JobState], before: datetime, batch_size: int) -> int:
+        """Delete one batch of such jobs with their history; returns how many (0: done).
+
+        Counters behind stats and metrics never go back: they do not count jobs.
+        """
+        ...
+
+    def reclaim_space(self, max_pages: int = 2000) -> None:
+        """Give space freed by purges back to the file system, a bounded amount per call."""
+        ...
+
+    def backup(self, destination: str) -> None:
+        """A consistent copy of the live database (SQLite); OperationFailed where unsupported."""
+        ...
+
+    def diagnostics(self) -> list[Diagnostic]:
+        """Health checks of the database for `queuectl doctor`."""
         ...
 
     # --- workers ---------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,11 @@ from queuectl.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
 from queuectl.store.sqlite_insights import SqliteInsights
+from queuectl.store.sqlite_maintenance import (
+    NETWORK_FILESYSTEMS,
+    SqliteMaintenance,
+    filesystem_type,
+)
 from queuectl.store.sqlite_schema import LATEST_VERSION, MIGRATIONS
 from queuectl.timeutil import from_micros, to_micros
 
@@ -53,6 +59,9 @@ _WATCHED_CHECK_INTERVAL = 0.25
 # ... and, after the WAL was written, this often for this long, until the commit shows.
 _BURST_CHECK_INTERVAL = 0.001
 _BURST_SECONDS = 0.05
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# A WAL longer than this many frames (4 KiB pages) gets a TRUNCATE checkpoint.
+_WAL_RESTART_FRAMES = 4096
 # Settings are re-read at most this often by a long-lived connection.
 _CONFIG_TTL = 2.0
 
@@ -67,6 +76,9 @@ UPDATE jobs SET state = 'processing', worker_id = :worker, runs_total = runs_tot
                 started_at = :now, updated_at = :now
 WHERE seq = (SELECT seq FROM jobs INDEXED BY jobs_runnable
              WHERE {_RUNNABLE} AND run_at <= :now
+               -- An unregistered worker (frozen past its lease, not yet registered
+               -- again) must not take a job it would at once be declared lost with.
+               AND EXISTS (SELECT 1 FROM workers WHERE id = :worker)
              ORDER BY priority DESC, run_at, seq LIMIT 1)
 RETURNING {_JOB_COLUMNS}
 """
@@ -121,7 +133,7 @@ def _translating(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-class SqliteStore(SqliteInsights):
+class SqliteStore(SqliteInsights, SqliteMaintenance):
     """The store on one SQLite file (with insights: sqlite_insights.py). One per thread."""
 
     def __init__(
@@ -155,14 +167,19 @@ class SqliteStore(SqliteInsights):
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         if not durable:
             # A checkpoint fsyncs; keep it off the claim path. The worker's heartbeat
-            # thread calls checkpoint() instead.
+            # thread calls maintain() instead.
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # After a checkpoint, cut the WAL file back to this size: it stays bounded.
+        conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
         if created:
             _fsync_directory(os.path.dirname(self.path))
         return conn
 
     def _prepare_file(self) -> bool:
-        """Create the directory 0700 and the file 0600, whatever the umask."""
+        """Create the directory 0700 and the file 0600, whatever the umask.
+
+        Refuses a network file system, where SQLite's locking cannot be trusted.
+        """
         directory = os.path.dirname(self.path)
         if not os.path.exists(directory):
             try:
@@ -170,13 +187,20 @@ class SqliteStore(SqliteInsights):
                 os.chmod(directory, PRIVATE_DIR_MODE)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot create {directory}: {exc.strerror}") from None
+        fs_type = filesystem_type(directory)
+        if fs_type in NETWORK_FILESYSTEMS:
+            raise StoreUnavailable(
+                f"{self.path} is on a network file system ({fs_type}), where SQLite's locking "
+                "is unsafe and jobs could run twice: keep the database on a local disk, or "
+                "use PostgreSQL (QUEUECTL_DB=postgresql://...)"
+            )
         created = False
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
             os.close(fd)
             created = True
         except FileExistsError:
-            pass
+            _check_is_database(self.path)  # before touching anything that is not ours
         except OSError as exc:
             raise StoreUnavailable(f"cannot create database {self.path}: {exc.strerror}") from None
         for suffix in ("", "-wal", "-shm"):
@@ -250,8 +274,16 @@ class SqliteStore(SqliteInsights):
 
     @_translating
     def maintain(self) -> None:
-        """Checkpoint: copy the WAL back into the database without blocking anyone."""
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        """Checkpoint: copy the WAL back into the database, and keep the WAL file bounded.
+
+        A PASSIVE checkpoint never blocks anyone, but under steady load some
+        connection is always mid-transaction, so the WAL is never restarted and
+        grows without bound (checkpoint starvation). Past a threshold we ask for a
+        TRUNCATE checkpoint, which waits briefly (busy_timeout) for a quiet moment.
+        """
+        _busy, wal_frames, _done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if wal_frames > _WAL_RESTART_FRAMES:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     @_translating
     def close(self) -> None:
@@ -731,8 +763,28 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     )
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_is_database(path: str) -> None:
+    """An existing path must be a SQLite file (or empty): never chmod a stranger's file."""
+    if os.path.isdir(path):
+        raise StoreUnavailable(f"{path} is a directory, not a database file")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot read database {path}: {exc.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise StoreUnavailable(
+            f"{path} is not a SQLite database; give a new or existing queue file"
+        )
+
+
 def _make_private(path: str) -> None:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
         if os.stat(path).st_mode & 0o777 != PRIVATE_FILE_MODE:
             os.chmod(path, PRIVATE_FILE_MODE)
     except FileNotFoundError:

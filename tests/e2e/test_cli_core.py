@@ -634,6 +634,20 @@ def test_a_file_that_is_not_a_database_is_an_error_not_a_traceback(
     assert_error(run_cli("list"), 1)
 
 
+def test_a_path_that_is_not_a_database_is_left_alone(run_cli: Cli, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    notes.chmod(0o644)
+    assert_error(run_cli("--db", str(notes), "list"), 1)
+    assert notes.read_text() == "my notes\n"
+    assert stat.S_IMODE(notes.stat().st_mode) == 0o644
+    # Nor a directory (as root, this once made /tmp 0600 for the whole machine).
+    directory = tmp_path / "a-directory"
+    directory.mkdir(mode=0o755)
+    assert_error(run_cli("--db", str(directory), "list"), 1)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+
+
 # --- migrating the original system's database --------------------------------------------------
 
 T0 = datetime(2025, 11, 4, 10, 30, 0, 123456, tzinfo=timezone.utc)
