@@ -364,6 +364,24 @@ def test_finish_success(store: Store) -> None:
     assert store.get_runs("a") == [run]
 
 
+def test_finish_can_claim_the_next_job_in_the_same_step(store: Store) -> None:
+    store.register_worker(worker_info("w"))
+    store.enqueue([new_job("a"), new_job("b")])
+    first = store.claim("w")
+    assert first is not None and first.job.id == "a"
+    result = store.finish(first, SUCCESS, claim_next=True)
+    assert result.recorded
+    assert result.next_claim is not None
+    assert (result.next_claim.job.id, result.next_claim.run_no) == ("b", 1)
+    assert store.get_job("a").state is JobState.COMPLETED  # type: ignore[union-attr]
+    assert store.get_job("b").state is JobState.PROCESSING  # type: ignore[union-attr]
+    last = store.finish(result.next_claim, fail(), claim_next=True)
+    assert last.recorded and last.next_claim is None
+    # A stale claim records nothing, whatever it asks for.
+    assert store.finish(first, SUCCESS, claim_next=True).recorded is False
+    assert store.get_job("a").attempts == 1  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(("base", "cap", "delay"), [("3", "3600", 3.0), ("10", "5", 5.0)])
 def test_failure_moves_run_at_forward_by_the_backoff(
     store: Store, base: str, cap: str, delay: float
@@ -398,6 +416,32 @@ def test_failed_job_runs_again_after_its_backoff(store: Store) -> None:
     assert second.job.id == "a"
     assert second.run_no == 2
     assert second.started_at >= store.get_job("a").run_at  # type: ignore[union-attr]
+
+
+def test_extreme_values_round_trip(store: Store) -> None:
+    store.register_worker(worker_info("w"))
+    top, bottom = 2**63 - 1, -(2**63)
+    first = datetime(1, 1, 1, tzinfo=UTC)
+    last = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    store.enqueue(
+        [
+            new_job("low", priority=bottom, run_at=first, max_retries=top),
+            new_job("high", priority=top, run_at=last, timeout=100 * 365 * 86_400.0),
+            new_job("big", "#" * (1024 * 1024), env={"K" * 100: "v" * 100_000}),
+        ]
+    )
+    low, high, big = (store.get_job(job_id) for job_id in ("low", "high", "big"))
+    assert low is not None and high is not None and big is not None
+    assert (low.priority, low.run_at, low.max_retries) == (bottom, first, top)
+    assert (high.priority, high.run_at) == (top, last)
+    assert high.timeout == 100 * 365 * 86_400.0
+    assert len(big.command) == 1024 * 1024 and big.env == {"K" * 100: "v" * 100_000}
+    assert store.next_run_at() == first
+    claim = store.claim("w")  # "high" is not due before 9999
+    assert claim is not None and claim.job.id == "big"
+    claim = store.claim("w")
+    assert claim is not None and claim.job.id == "low"
+    assert store.claim("w") is None
 
 
 def test_signal_outcome_has_no_exit_code(store: Store) -> None:
@@ -747,6 +791,21 @@ def test_request_stop_reaches_only_the_named_workers(store: Store) -> None:
     store.request_stop(["w2"])
     assert store.heartbeat("w1") is HeartbeatReply.CONTINUE
     assert store.heartbeat("w2") is HeartbeatReply.STOP
+
+
+def test_a_silent_idle_worker_is_dropped_by_recovery(store: Store) -> None:
+    store.register_worker(worker_info("idle"))
+    store.register_worker(worker_info("busy"))
+    wait_until(
+        lambda: (
+            store.heartbeat("busy")
+            and not store.recover_expired(LEASE, no_callback)
+            and [w.id for w in store.list_workers()] == ["busy"]
+        ),
+        timeout=10,
+        what="the idle worker to be dropped",
+    )
+    assert store.heartbeat("idle") is HeartbeatReply.UNKNOWN
 
 
 # --- waking idle workers -----------------------------------------------------------------
