@@ -31,6 +31,13 @@ def _parse_number(text: str) -> float:
     return value
 
 
+def _parse_age(text: str) -> float:
+    """Seconds, or an age like 7d, 12h, 30m."""
+    from queuectl.timeutil import parse_duration
+
+    return parse_duration(text)
+
+
 class Setting(NamedTuple):
     key: str
     default: str
@@ -68,6 +75,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("lease_seconds", "30", _parse_number, 1, True, "silence before a job is recovered"),
         Setting("poll_interval", "1", _parse_number, 0, False, "longest idle sleep, seconds"),
         Setting("output_limit", "1048576", _parse_int, 0, True, "bytes of output kept per attempt"),
+        Setting(
+            "retention", "0", _parse_age, 0, True, "workers purge finished jobs older (0 = off)"
+        ),
     )
 }
 
@@ -95,6 +105,7 @@ class Config(NamedTuple):
     lease_seconds: float
     poll_interval: float
     output_limit: int
+    retention: float
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, str]) -> Config:
@@ -107,6 +118,7 @@ class Config(NamedTuple):
             lease_seconds=float(values["lease_seconds"]),
             poll_interval=float(values["poll_interval"]),
             output_limit=int(values["output_limit"]),
+            retention=float(values["retention"]),
         )
 
 

@@ -158,6 +158,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub = command(worker_commands, "run", "queuectl.cli.workers:run_one", argparse.SUPPRESS)
         sub.add_argument("--burst", action="store_true", help="exit when the queue is empty")
         sub.add_argument("--id", help="worker id (default: generated)")
+        sub.add_argument("--log-file", help="log here, rotated by size (default: stderr)")
 
     if wanted("status"):
         command(commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import os
 import sys
 import time
@@ -89,17 +90,24 @@ def _wait_remote(store: Store, workers: list[WorkerInfo], timeout: float | None)
     return sorted(ids)
 
 
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 3
+
+
 def run_one(args: argparse.Namespace) -> int:
     """One worker process, in the foreground of whoever started it."""
     from queuectl.worker.launcher import new_worker_id
     from queuectl.worker.runtime import Worker
 
     worker_id = args.id or new_worker_id()
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s [{worker_id}] %(message)s",
-        stream=sys.stderr,
-    )
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if args.log_file:
+        # Rotated by size so a worker that runs for months cannot fill the disk.
+        handler = logging.handlers.RotatingFileHandler(
+            args.log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS
+        )
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{worker_id}] %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     location = resolve_database(args.db)
     scratch = Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "run")))
     worker = Worker(lambda: open_store(location, durable=False), worker_id, scratch)

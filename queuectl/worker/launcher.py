@@ -26,6 +26,7 @@ from queuectl.worker import procinfo
 from queuectl.worker.runtime import FORCE_SIGNAL, STOP_SIGNALS, host_name
 
 REGISTRATION_TIMEOUT = 20.0
+LOG_RETENTION_SECONDS = 7 * 86_400
 # A foreground worker that dies sooner than this after starting is restarted with backoff.
 _QUICK_DEATH_SECONDS = 10.0
 _MAX_RESTART_DELAY = 30.0
@@ -39,8 +40,20 @@ def log_directory() -> Path:
     return Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "logs")))
 
 
-def _worker_command(worker_id: str) -> list[str]:
-    return [sys.executable, "-m", "queuectl", "worker", "run", "--id", worker_id]
+def _worker_command(worker_id: str, log_file: Path | None = None) -> list[str]:
+    command = [sys.executable, "-m", "queuectl", "worker", "run", "--id", worker_id]
+    return [*command, "--log-file", str(log_file)] if log_file else command
+
+
+def remove_old_logs(logs: Path, max_age_seconds: float = LOG_RETENTION_SECONDS) -> None:
+    """Worker logs untouched for a week belong to workers long gone."""
+    cutoff = time.time() - max_age_seconds
+    for path in logs.glob("worker-*.log*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:
+            pass
 
 
 def _worker_environment(location: DatabaseLocation) -> dict[str, str]:
@@ -52,6 +65,7 @@ def _worker_environment(location: DatabaseLocation) -> dict[str, str]:
 def start_background(store: Store, location: DatabaseLocation, count: int) -> list[int]:
     """Start `count` detached workers; return their pids once all are registered."""
     logs = log_directory()
+    remove_old_logs(logs)
     started: dict[str, subprocess.Popen[bytes]] = {}
     env = _worker_environment(location)
     for _ in range(count):
@@ -62,7 +76,7 @@ def start_background(store: Store, location: DatabaseLocation, count: int) -> li
             # Own session, no inherited stdio: `$(queuectl worker start)` returns at once
             # and a closed terminal does not reach the worker.
             started[worker_id] = subprocess.Popen(
-                _worker_command(worker_id),
+                _worker_command(worker_id, log_path),
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=fd,

@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
-from queuectl.domain import Claim, HeartbeatReply, RecoveredJob, WorkerInfo
+from queuectl.domain import Claim, HeartbeatReply, JobState, RecoveredJob, WorkerInfo
 from queuectl.store.base import Store
 from queuectl.worker import procinfo
 from queuectl.worker.executor import Executor
@@ -34,6 +35,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 FORCE_SIGNAL = signal.SIGUSR1
 # In the worker's scratch directory: "RUN PID JOB_ID" of the job process running now.
 RUN_FILE = "current-run"
+# Jobs purged per heartbeat tick under the `retention` setting: a short transaction.
+_RETENTION_BATCH = 200
 # Short jobs never publish live output: the finished run carries it.
 _PUBLISH_AFTER_SECONDS = 0.5
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -198,6 +201,7 @@ class Worker:
                 store.recover_expired(config.lease_seconds, self._end_lost_run)
                 store.maintain()
                 self._publish_output(store)
+                self._apply_retention(store, config.retention)
                 interval = min(config.lease_seconds / 3, config.poll_interval)
                 self.flags.stop.wait(max(0.05, interval))
         except Exception:
@@ -205,6 +209,14 @@ class Worker:
             self.flags.request_stop()
         finally:
             store.close()
+
+    def _apply_retention(self, store: Store, retention: float) -> None:
+        """With the `retention` setting, purge one small batch of old finished jobs a tick."""
+        if retention <= 0:
+            return
+        before = store.now() - timedelta(seconds=retention)
+        if store.purge((JobState.COMPLETED, JobState.DEAD), before, _RETENTION_BATCH):
+            store.reclaim_space(max_pages=_RETENTION_BATCH)
 
     def _publish_output(self, store: Store) -> None:
         """Share the output of a job running for a while, for `logs --follow` on any host."""
