@@ -41,6 +41,7 @@ from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
 from queuectl.store import postgres_queries as q
 from queuectl.store.postgres_connection import Applied, Connection, Link, connect
+from queuectl.store.postgres_maintenance import PostgresMaintenance
 from queuectl.store.postgres_schema import LISTEN_CHANNEL_QUERY, migrate
 
 log = logging.getLogger("queuectl.store")
@@ -57,7 +58,7 @@ _COMPACT_ROWS = 1000
 _ENQUEUE_CHUNK = 5000
 
 
-class PostgresStore:
+class PostgresStore(PostgresMaintenance):
     """The store on one PostgreSQL database. Create one per thread.
 
     Every commit is synchronous, workers' too (unlike SQLite's durable=False): the

@@ -10,6 +10,7 @@ password and is kept.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,10 @@ _CONNECTION_DEFAULTS = {
     "keepalives_count": "3",
     "tcp_user_timeout": "30000",
 }
+
+# Deadlock detected, serialization failure: the server rolled the transaction back whole.
+_ROLLED_BACK = ("40P01", "40001")
+_TRANSIENT_RETRIES = 5
 
 # Client-side failures (no SQLSTATE): a fragment of libpq's or psycopg's text -> our words.
 _CLIENT_FAILURES = (
@@ -164,6 +169,7 @@ class Link:
         """
         unsure = False  # the last attempt may have committed
         lost_since: float | None = None
+        transient_retries = 0
         while True:
             conn = self._conn
             if conn is None or conn.closed:
@@ -177,6 +183,10 @@ class Link:
                 self._commit_sent = None
                 return action(conn)
             except psycopg.Error as exc:
+                if exc.sqlstate in _ROLLED_BACK and transient_retries < _TRANSIENT_RETRIES:
+                    transient_retries += 1  # the whole transaction was undone: run it again
+                    time.sleep(random.uniform(0, 0.01 * transient_retries))
+                    continue
                 if not (conn.closed or conn.broken):
                     raise translate(exc, self._url) from None
                 unsure = unsure or self._commit_sent is not False

@@ -173,4 +173,10 @@ SELECT EXISTS (SELECT 1 FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF}) OR EX
 """
 # SKIP LOCKED: a job another recoverer (or its finishing worker) holds is theirs.
 LOCK_EXPIRED = f"{_EXPIRED} FOR UPDATE OF j SKIP LOCKED"
-DELETE_STALE_WORKERS = f"DELETE FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF}"
+# SKIP LOCKED here too: two recoverers deleting the same rows in different orders would
+# deadlock; a row another one holds is being deleted already.
+DELETE_STALE_WORKERS = f"""
+DELETE FROM workers WHERE id IN (
+    SELECT id FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF} FOR UPDATE SKIP LOCKED
+)
+"""

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from queuectl.domain import JobState
-from queuectl.errors import StoreUnavailable
+from queuectl.errors import InvalidInput, OperationFailed, StoreUnavailable
 from queuectl.paths import DatabaseLocation, resolve_database
 from queuectl.store import open_store
 from tests.conftest import PG_URL_VARIABLE, _postgres_location
@@ -528,3 +528,35 @@ def test_the_description_is_the_redacted_url(
     assert SECRET not in store.description
     assert "postgres:***@" in store.description
     assert store.now().tzinfo is not None
+
+
+# --- operations --------------------------------------------------------------------------------------
+
+
+def test_purge_doctor_and_backup(location: DatabaseLocation, stores: list[PostgresStore]) -> None:
+    store = open_pg(location, stores)
+    store.enqueue([new_job("ok"), new_job("dead", max_retries=1), new_job("waiting")])
+    store.register_worker(worker_info("w"))
+    for outcome in (SUCCESS, fail()):
+        claim = store.claim("w")
+        assert claim is not None and store.finish(claim, outcome).recorded
+    final = [JobState.COMPLETED, JobState.DEAD]
+    assert store.purgeable_counts(final, store.now() - timedelta(hours=1)) == dict.fromkeys(
+        final, 0
+    )
+    later = store.now() + timedelta(seconds=1)
+    assert store.purgeable_counts(final, later) == dict.fromkeys(final, 1)
+    assert store.purge(final, later, batch_size=1) == 1
+    assert store.purge(final, later, batch_size=10) == 1
+    assert store.purge(final, later, batch_size=10) == 0
+    assert [job.id for job in store.list_jobs()] == ["waiting"]
+    assert store.get_runs("ok") == [] and store.get_runs("dead") == []
+    assert store.counts() == {**dict.fromkeys(JobState, 0), JobState.PENDING: 1}
+    with pytest.raises(InvalidInput):
+        store.purge([JobState.PENDING], later, batch_size=10)
+    store.reclaim_space()
+
+    checks = {check.name: check for check in store.diagnostics()}
+    assert checks["schema"].ok and checks["clock"].ok and checks["connections"].ok
+    with pytest.raises(OperationFailed, match="pg_dump"):
+        store.backup("/nonexistent/backup.dump")
