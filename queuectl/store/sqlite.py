@@ -203,12 +203,13 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
             _check_is_database(self.path)  # before touching anything that is not ours
         except OSError as exc:
             raise StoreUnavailable(f"cannot create database {self.path}: {exc.strerror}") from None
-        for suffix in ("", "-wal", "-shm"):
-            _make_private(self.path + suffix)
         return created
 
     def _migrate(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        # SQLite has read the header: a SQLite file, so its modes are ours to tighten.
+        for suffix in ("", "-wal", "-shm"):
+            _make_private(self.path + suffix)
         if version == LATEST_VERSION:
             return
         if version > LATEST_VERSION:
@@ -763,22 +764,17 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     )
 
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def _check_is_database(path: str) -> None:
-    """An existing path must be a SQLite file (or empty): never chmod a stranger's file."""
+    """An existing path must be a file; SQLite then reads its header (see _migrate), and
+    only after that are its modes changed: never chmod a stranger's file.
+
+    Never open() the file here: closing that descriptor would release every POSIX lock
+    this process holds on it, those of another thread's SQLite connection included (a
+    worker opens a second store for its heartbeat thread). Other processes could then
+    checkpoint and reset the WAL under that connection: a corrupt database.
+    """
     if os.path.isdir(path):
         raise StoreUnavailable(f"{path} is a directory, not a database file")
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        raise StoreUnavailable(f"cannot read database {path}: {exc.strerror}") from None
-    if header and header != _SQLITE_HEADER:
-        raise StoreUnavailable(
-            f"{path} is not a SQLite database; give a new or existing queue file"
-        )
 
 
 def _make_private(path: str) -> None:
