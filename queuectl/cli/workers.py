@@ -94,20 +94,24 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
 
 
+def configure_logging(worker_id: str, log_file: str | None, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Log to stderr, or to `log_file` rotated by size so months of work cannot fill the disk."""
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if log_file:
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=max_bytes, backupCount=LOG_BACKUPS
+        )
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{worker_id}] %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
 def run_one(args: argparse.Namespace) -> int:
     """One worker process, in the foreground of whoever started it."""
     from queuectl.worker.launcher import new_worker_id
     from queuectl.worker.runtime import Worker
 
     worker_id = args.id or new_worker_id()
-    handler: logging.Handler = logging.StreamHandler(sys.stderr)
-    if args.log_file:
-        # Rotated by size so a worker that runs for months cannot fill the disk.
-        handler = logging.handlers.RotatingFileHandler(
-            args.log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS
-        )
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{worker_id}] %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    configure_logging(worker_id, args.log_file)
     location = resolve_database(args.db)
     scratch = Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "run")))
     worker = Worker(lambda: open_store(location, durable=False), worker_id, scratch)
