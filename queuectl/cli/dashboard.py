@@ -1,0 +1,18 @@
+"""`queuectl dashboard`: the live web page, the JSON API and /metrics.
+
+Starlette, uvicorn and prometheus_client are imported here, by this command only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from queuectl.paths import resolve_database
+
+
+def serve(args: argparse.Namespace) -> int:
+    from queuectl.dashboard.server import run
+
+    token = args.token or os.environ.get("QUEUECTL_DASHBOARD_TOKEN") or None
+    return run(resolve_database(args.db), args.host, args.port, token)

@@ -1,0 +1,90 @@
+"""Start the dashboard: choose the token, bind the socket, run uvicorn until a signal."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import socket
+import sys
+from types import FrameType
+
+from queuectl.dashboard.auth import is_loopback
+from queuectl.errors import InvalidInput, OperationFailed
+from queuectl.paths import DatabaseLocation
+from queuectl.store import open_store
+from queuectl.store.insights import with_insights
+
+
+def run(location: DatabaseLocation, host: str, port: int, token: str | None) -> int:
+    """Serve until SIGINT or SIGTERM (both a clean stop, exit 0)."""
+    if port > 65535:
+        raise InvalidInput(f"--port must be between 0 and 65535, not {port}")
+    loopback = is_loopback(host)
+    generated = False
+    if token is not None and len(token) < 16:
+        raise InvalidInput("--token must be at least 16 characters")
+    if token is None and not loopback:
+        token, generated = secrets.token_urlsafe(24), True
+    # Fail now, with the contract's Error line, rather than on the first request.
+    with_insights(open_store(location)).close()
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+
+    import uvicorn
+
+    from queuectl.dashboard.app import create_app
+
+    app = create_app(location, token=token, loopback_only=loopback, port=bound_port)
+    shown_host = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"
+    url = f"http://{shown_host}:{bound_port}/"
+    print(f"queuectl dashboard for {location.url}", flush=True)
+    if generated:
+        print(f"  {url}?token={token}", flush=True)
+        print("  (generated token; give --token or QUEUECTL_DASHBOARD_TOKEN to choose one)")
+    else:
+        print(f"  {url}" + ("  (token required)" if token else ""), flush=True)
+    print(f"  metrics: {url}metrics    Ctrl-C stops it", flush=True)
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+    )
+    # uvicorn re-raises the signal that stopped it once it has shut down: make that a
+    # clean exit rather than a traceback (SIGINT) or death by signal (SIGTERM).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    sys.stdout.flush()
+    return 0
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise InvalidInput(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OperationFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock

@@ -1,0 +1,138 @@
+"""A real `queuectl dashboard` in a subprocess on a free loopback port, and a small HTTP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from http.client import HTTPMessage
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from queuectl.paths import DatabaseLocation
+from queuectl.store import open_store
+from queuectl.store.insights import InsightsStore, with_insights
+from tests.helpers import CliResult, queuectl_executable, run_cli, wait_until
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DashboardServer:
+    """`queuectl dashboard` on its own QUEUECTL_HOME; stopped with SIGTERM by stop()."""
+
+    def __init__(self, home: Path, *extra_args: str) -> None:
+        self.home = home
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "QUEUECTL_HOME": str(home)}
+        self.env.pop("QUEUECTL_DB", None)
+        self.env.pop("QUEUECTL_DASHBOARD_TOKEN", None)
+        self.location = DatabaseLocation(
+            "sqlite", str(home / "queue.db"), None, str(home / "queue.db")
+        )
+        self.process = subprocess.Popen(
+            [queuectl_executable(), "dashboard", "--port", str(self.port), *extra_args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(self._answers, timeout=30, interval=0.05, what="the dashboard to answer")
+        except AssertionError:
+            self.stop()
+            raise
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            out, err = self.process.communicate()
+            raise AssertionError(f"dashboard exited {self.process.returncode}: {out}{err}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        raw_body: bytes | None = None,
+    ) -> Reply:
+        data = raw_body
+        all_headers = dict(headers or {})
+        if body is not None:
+            data = json.dumps(body).encode()
+            all_headers.setdefault("Content-Type", "application/json")
+        request = urllib.request.Request(
+            self.base + path, data=data, headers=all_headers, method=method
+        )
+        try:
+            with _OPENER.open(request, timeout=30) as response:
+                return Reply(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.headers, error.read())
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return self.request("GET", path, **kwargs)
+
+    def post_as_page(self, path: str, body: Any, **headers: str) -> Reply:
+        """A POST as the page's own script sends it."""
+        return self.request(
+            "POST",
+            path,
+            body=body,
+            headers={
+                "X-Queuectl-Request": "1",
+                "Origin": self.base,
+                "Sec-Fetch-Site": "same-origin",
+                **headers,
+            },
+        )
+
+    def store(self) -> InsightsStore:
+        return with_insights(open_store(self.location))
+
+    def cli(self, *args: str) -> CliResult:
+        return run_cli(*args, env={"QUEUECTL_HOME": str(self.home), "QUEUECTL_DB": None})
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.communicate()
+        return self.process.returncode
