@@ -165,6 +165,8 @@ class Table:
         self._cells: dict[str, dict[str, str]] = {}
         self._targets: dict[str, str] = {}
         self._sections: dict[str, str] = {}
+        self._titles: dict[str, str] = {}
+        self._fills: dict[tuple[str, str], str] = {}  # (column, section) -> text
 
     def add(self, column: str, rows: Iterable[Row]) -> None:
         for row in rows:
@@ -174,39 +176,41 @@ class Table:
                 self._targets[row.label] = row.target
 
     def fill(self, column: str, section: str, title: str, text: str) -> None:
-        """Put `text` in every row of `section` for `column` (one row if it has none yet)."""
-        labels = [label for label, sec in self._sections.items() if sec == section]
-        if not labels:
-            self.add(column, [Row(section, title, text)])
-            return
-        for label in labels:
-            self._cells[label].setdefault(column, text)
+        """Show `text` in every row of `section` for `column`: why it has no figures there."""
+        self._fills[(column, section)] = text
+        self._titles[section] = title
+
+    def _rows(self) -> list[tuple[str, str, list[str]]]:
+        """(section, label, cells) in order: sections by number, rows as first added."""
+        rows = [
+            (section, label, [self._cell(label, section, c) for c in self.columns])
+            for label, section in self._sections.items()
+        ]
+        for section, title in self._titles.items():
+            if section not in self._sections.values():  # no figures anywhere: one row
+                rows.append(
+                    (section, title, [self._fills.get((c, section), "-") for c in self.columns])
+                )
+        return sorted(rows, key=lambda row: int(row[0]))  # stable: keeps the order of addition
+
+    def _cell(self, label: str, section: str, column: str) -> str:
+        if column in self._cells[label]:
+            return self._cells[label][column]
+        return self._fills.get((column, section), "-")
 
     def render(self) -> str:
-        # Rows keep the order they were first added in, grouped by section number.
-        first_seen = {label: index for index, label in enumerate(self._cells)}
-        labels = sorted(
-            self._cells, key=lambda label: (int(self._sections[label]), first_seen[label])
-        )
+        rows = self._rows()
         header = ["figure", *self.columns, "target (issue 5)"]
-        body = [
-            [
-                label,
-                *(self._cells[label].get(c, "-") for c in self.columns),
-                self._targets.get(label, ""),
-            ]
-            for label in labels
-        ]
+        body = [[label, *cells, self._targets.get(label, "")] for _, label, cells in rows]
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
         def line(cells: Sequence[str]) -> str:
-            return "  ".join(
-                cell.ljust(width) for cell, width in zip(cells, widths, strict=True)
-            ).rstrip()
+            pairs = zip(cells, widths, strict=True)
+            return "  ".join(cell.ljust(width) for cell, width in pairs).rstrip()
 
         lines = [line(header), line(["-" * width for width in widths])]
         for index, cells in enumerate(body):
-            if index and self._sections[labels[index]] != self._sections[labels[index - 1]]:
+            if index and rows[index][0] != rows[index - 1][0]:
                 lines.append("")
             lines.append(line(cells))
         return "\n".join(lines)
