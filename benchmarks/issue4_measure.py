@@ -24,9 +24,11 @@ temporary QUEUECTL_HOME directories; every worker is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +56,7 @@ class Home:
         self.home = self.root / "home"
         self.env = {**os.environ, "QUEUECTL_HOME": str(self.home)}
         self.env.pop("QUEUECTL_DB", None)
+        self.pids: list[int] = []
 
     def cli(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         result = subprocess.run(
@@ -77,8 +80,17 @@ class Home:
         lines = "".join(json.dumps(spec) + "\n" for spec in specs)
         return list(json.loads(self.cli("enqueue", "--file", "-", "--json", stdin=lines)))
 
+    def start_workers(self, count: int) -> list[int]:
+        output = self.cli("worker", "start", "--count", str(count))
+        pids = [int(p) for p in output.rsplit("[", 1)[1].split("]")[0].split(",")]
+        self.pids.extend(pids)
+        return pids
+
     def stop(self) -> None:
         self.cli("worker", "stop", "--force", "--timeout", "30", check=False)
+        for pid in self.pids:  # in case the CLI itself failed: never leave a worker behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def store_runs(self) -> list[tuple[float, float]]:
         """(started_at, finished_at) of every run, epoch seconds, from the store itself."""
@@ -123,7 +135,7 @@ def measure_lateness(poll_interval: float) -> tuple[list[float], list[float]]:
     """(lateness of the job's first command, lateness of the claim), in ms, for 20 jobs."""
     with fresh_home() as home:
         home.configure(poll_interval=poll_interval)
-        home.cli("worker", "start", "--count", "2")
+        home.start_workers(2)
         starts = home.root / "starts"
         record = f'echo "$QUEUECTL_JOB_ID $(date +%s.%N)" >> {starts}'
         time.sleep(0.5)  # let both workers settle into their idle wait
@@ -192,8 +204,7 @@ def measure_batch(command: str, jobs: int, settings: dict[str, object]) -> Batch
     with fresh_home() as home:
         home.configure(poll_interval=0.2, **settings)
         ids = home.enqueue_batch([{"command": command} for _ in range(jobs)])
-        started = home.cli("worker", "start", "--count", "1")
-        pid = int(started.rsplit("[", 1)[1].split("]")[0])
+        [pid] = home.start_workers(1)
 
         def done() -> bool:
             counts = json.loads(home.cli("status", "--json"))["jobs"]
