@@ -20,10 +20,11 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from queuectl.domain import Job, JobState
 from queuectl.store.base import Store
+from queuectl.store.run_stats import STATS_RETENTION_MINUTES
 from queuectl.timeutil import EPOCH, format_timestamp
 
 # Per-minute figures are kept this long; `stats --since` cannot reach further back.
-STATS_RETENTION = timedelta(days=7)
+STATS_RETENTION = timedelta(minutes=STATS_RETENTION_MINUTES)
 
 
 class DurationHistogram(NamedTuple):
@@ -286,24 +287,21 @@ def build_stats(
     counts: dict[JobState, int],
     oldest_pending_age: float | None,
     bounds: Sequence[float],
-    minute_rows: Iterable[tuple[int, str, int]],
-    worker_rows: Iterable[tuple[str, str, int]],
+    minute_rows: Iterable[tuple[int, int, int]],
+    worker_rows: Iterable[tuple[str, int, int]],
     bucket_rows: Iterable[BucketRow],
 ) -> QueueStats:
     """Fold a backend's figures for the window into QueueStats.
 
-    `minute_rows` are (minute since the epoch, result, runs), `worker_rows`
-    (worker id, result, runs), `bucket_rows` the window's (result, bucket) sums.
+    `minute_rows` are (minute since the epoch, completed, failed), `worker_rows`
+    (worker id, completed, failed), `bucket_rows` the window's (result, bucket) sums.
     Minutes without runs are filled with zeros.
     """
     first, last = _minute_of(since), _minute_of(until)
-    per_minute = {minute: [0, 0] for minute in range(first, last + 1)}
-    for minute, result, n in minute_rows:
+    per_minute = {minute: (0, 0) for minute in range(first, last + 1)}
+    for minute, completed, failed in minute_rows:
         if minute in per_minute:
-            per_minute[minute][0 if result == COMPLETED else 1] += n
-    per_worker: dict[str, list[int]] = {}
-    for worker_id, result, n in worker_rows:
-        per_worker.setdefault(worker_id, [0, 0])[0 if result == COMPLETED else 1] += n
+            per_minute[minute] = (completed, failed)
     return QueueStats(
         since=since,
         until=until,
@@ -312,7 +310,7 @@ def build_stats(
         runs=summarize(bucket_rows, bounds),
         per_minute=[MinuteCounts(minute_start(m), c, f) for m, (c, f) in per_minute.items()],
         per_worker=sorted(
-            (WorkerCounts(w, c, f) for w, (c, f) in per_worker.items()),
+            (WorkerCounts(w, c, f) for w, c, f in worker_rows),
             key=lambda w: (-w.completed, -w.failed, w.worker_id),
         ),
     )

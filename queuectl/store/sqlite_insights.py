@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from queuectl.store.sqlite_schema import DURATION_BOUNDS_US
+from queuectl.store.run_stats import DURATION_BOUNDS_SECONDS
 
 if TYPE_CHECKING:
     from queuectl.domain import JobState
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _MINUTE_US = 60_000_000
-_BOUNDS_SECONDS = tuple(bound / 1_000_000 for bound in DURATION_BOUNDS_US)
 _RUNNABLE = "state IN ('pending', 'failed')"
 
 # The earliest run_at of the waiting jobs, in the runnable index ordered by priority
@@ -44,6 +43,24 @@ WITH RECURSIVE priorities(p) AS (
 SELECT min((SELECT run_at FROM jobs INDEXED BY jobs_runnable WHERE {_RUNNABLE} AND priority = p
             ORDER BY priority DESC, run_at LIMIT 1))
 FROM priorities WHERE p IS NOT NULL
+"""
+
+
+_COMPLETED_N = "CASE result WHEN 'completed' THEN n ELSE 0 END"
+_FAILED_N = "CASE result WHEN 'completed' THEN 0 ELSE n END"
+_PER_MINUTE_SQL = f"""
+SELECT minute, sum({_COMPLETED_N}), sum({_FAILED_N}) FROM run_minutes WHERE minute >= ?
+GROUP BY minute
+"""
+_PER_WORKER_SQL = f"""
+SELECT worker_id, sum(completed), sum(failed) FROM (
+    SELECT minute, worker_id, sum({_COMPLETED_N}) AS completed, sum({_FAILED_N}) AS failed
+    FROM run_minutes WHERE minute >= ? GROUP BY minute, worker_id
+) GROUP BY worker_id
+"""
+_PER_BUCKET_SQL = """
+SELECT result, bucket, sum(n), sum(duration_sum), max(duration_max) FROM run_minutes
+WHERE minute >= ? GROUP BY result, bucket
 """
 
 
@@ -93,27 +110,17 @@ class SqliteInsights:
         with self._snapshot() as conn:
             counts = self._counts(conn)
             oldest = self._oldest_pending_age(conn, now_us)
-            minute_rows = conn.execute(
-                "SELECT minute, result, sum(n) FROM run_minutes WHERE minute >= ? "
-                "GROUP BY minute, result",
-                (first_minute,),
-            ).fetchall()
-            worker_rows = conn.execute(
-                "SELECT worker_id, result, sum(n) FROM run_minutes WHERE minute >= ? "
-                "GROUP BY worker_id, result",
-                (first_minute,),
-            ).fetchall()
-            bucket_rows = conn.execute(
-                "SELECT result, bucket, sum(n), sum(duration_sum), max(duration_max) "
-                "FROM run_minutes WHERE minute >= ? GROUP BY result, bucket",
-                (first_minute,),
-            ).fetchall()
+            # GROUP BYs that follow the primary key (minute, worker_id, ...) stream; only
+            # the small per-worker and per-bucket results are sorted.
+            minute_rows = conn.execute(_PER_MINUTE_SQL, (first_minute,)).fetchall()
+            worker_rows = conn.execute(_PER_WORKER_SQL, (first_minute,)).fetchall()
+            bucket_rows = conn.execute(_PER_BUCKET_SQL, (first_minute,)).fetchall()
         return build_stats(
             since=from_micros(since_us),
             until=from_micros(now_us),
             counts=counts,
             oldest_pending_age=oldest,
-            bounds=_BOUNDS_SECONDS,
+            bounds=DURATION_BOUNDS_SECONDS,
             minute_rows=minute_rows,
             worker_rows=worker_rows,
             bucket_rows=[
@@ -131,7 +138,7 @@ class SqliteInsights:
         ).fetchall()
         return summarize(
             [BucketRow(r, b, n, total / 1e6, longest / 1e6) for r, b, n, total, longest in rows],
-            _BOUNDS_SECONDS,
+            DURATION_BOUNDS_SECONDS,
         )
 
     @_translating
@@ -177,7 +184,9 @@ class SqliteInsights:
                 f"SELECT {_JOB_COLUMNS} FROM jobs{condition} ORDER BY seq DESC LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
-            if text:
+            if text and len(rows) < limit and (rows or offset == 0):
+                total, exact = offset + len(rows), True  # the scan for the page saw them all
+            elif text:
                 total = conn.execute(
                     f"SELECT count(*) FROM (SELECT 1 FROM jobs{condition} LIMIT ?)",
                     (*params, SEARCH_COUNT_LIMIT + 1),

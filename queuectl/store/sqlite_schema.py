@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from queuectl import settings
 from queuectl.errors import InvalidInput
 from queuectl.retry import retry_delay
+from queuectl.store.run_stats import DURATION_BOUNDS_US, STATS_RETENTION_MINUTES
 from queuectl.timeutil import now_utc, parse_timestamp, to_micros
 
 _SCHEMA_1 = """
@@ -115,16 +116,6 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE legacy_config")
 
 
-# Run durations are counted in buckets with these upper bounds (microseconds), plus one
-# bucket above them: percentiles for `stats`, the histogram for /metrics. Fixed by
-# migration 2 (stored bucket numbers refer to them): changing them needs a migration.
-DURATION_BOUNDS_US = (
-    *(1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000),
-    *(1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 120_000_000),
-    *(300_000_000, 600_000_000, 1_800_000_000, 3_600_000_000, 7_200_000_000, 21_600_000_000),
-)
-# Per-minute rows older than this are deleted (7 days; insights.STATS_RETENTION).
-STATS_RETENTION_MINUTES = 7 * 24 * 60
 _MINUTE_US = 60_000_000
 
 _SCHEMA_2 = """
@@ -134,7 +125,7 @@ CREATE TABLE run_minutes (
     minute       INTEGER NOT NULL,             -- minutes since the epoch when the runs ended
     worker_id    TEXT NOT NULL,                -- '' when unknown
     result       TEXT NOT NULL,
-    bucket       INTEGER NOT NULL,             -- index into DURATION_BOUNDS_US
+    bucket       INTEGER NOT NULL,             -- index into run_stats.DURATION_BOUNDS_US
     n            INTEGER NOT NULL,
     duration_sum INTEGER NOT NULL,             -- microseconds
     duration_max INTEGER NOT NULL,

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from queuectl.domain import JobState
+from queuectl.store.run_stats import STATS_RETENTION_MINUTES
 from queuectl.store.sqlite import SqliteStore
 from queuectl.store.sqlite_insights import _OLDEST_WAITING_SQL
-from queuectl.store.sqlite_schema import MIGRATIONS, STATS_RETENTION_MINUTES
+from queuectl.store.sqlite_schema import MIGRATIONS
 from tests.helpers import SUCCESS, fail, new_job, worker_info
 
 START = 1_800_000_000.0  # a minute boundary: 30,000,000 minutes since the epoch

@@ -77,8 +77,8 @@ def test_build_stats_fills_every_minute_of_the_window() -> None:
         counts=dict.fromkeys(JobState, 1),
         oldest_pending_age=3.5,
         bounds=BOUNDS,
-        minute_rows=[(first, COMPLETED, 4), (first + 2, RETRIED, 1), (first + 2, DEAD, 1)],
-        worker_rows=[("w-b", COMPLETED, 1), ("w-a", COMPLETED, 3), ("w-a", DEAD, 1)],
+        minute_rows=[(first, 4, 0), (first + 2, 0, 2)],
+        worker_rows=[("w-b", 1, 0), ("w-a", 3, 1)],
         bucket_rows=[BucketRow(COMPLETED, 0, 4, 0.01, 0.005)],
     )
     assert len(stats.per_minute) == 6
