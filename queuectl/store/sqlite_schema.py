@@ -141,18 +141,19 @@ CREATE TABLE run_totals (
     PRIMARY KEY (result, bucket)
 ) WITHOUT ROWID;
 INSERT INTO run_totals (result, bucket, n, duration_sum, duration_max)
-    SELECT result, bucket, count(*), sum(d), max(d) FROM ({backfill}) GROUP BY result, bucket;
+    SELECT result, bucket, count(*), sum(d), max(d) FROM ({old_runs}) GROUP BY result, bucket;
 INSERT INTO run_minutes (minute, worker_id, result, bucket, n, duration_sum, duration_max)
-    SELECT minute, worker_id, result, bucket, count(*), sum(d), max(d) FROM ({backfill})
+    SELECT minute, worker, result, bucket, count(*), sum(d), max(d) FROM ({old_runs})
     WHERE minute >= {first_minute}
-    GROUP BY minute, worker_id, result, bucket;
+    GROUP BY minute, worker, result, bucket;
+-- Plain VALUES rather than a subquery: this runs once per job, on the workers' hot path.
 CREATE TRIGGER runs_stats AFTER INSERT ON runs BEGIN
     INSERT INTO run_minutes (minute, worker_id, result, bucket, n, duration_sum, duration_max)
-        SELECT minute, worker_id, result, bucket, 1, d, d FROM ({new_run}) WHERE true
+        VALUES ({new_minute}, {new_worker}, {new_result}, {new_bucket}, 1, {new_d}, {new_d})
         ON CONFLICT DO UPDATE SET n = n + 1, duration_sum = duration_sum + excluded.duration_sum,
             duration_max = max(duration_max, excluded.duration_max);
     INSERT INTO run_totals (result, bucket, n, duration_sum, duration_max)
-        SELECT result, bucket, 1, d, d FROM ({new_run}) WHERE true
+        VALUES ({new_result}, {new_bucket}, 1, {new_d}, {new_d})
         ON CONFLICT DO UPDATE SET n = n + 1, duration_sum = duration_sum + excluded.duration_sum,
             duration_max = max(duration_max, excluded.duration_max);
 END;
@@ -172,9 +173,11 @@ def _migration_2(conn: sqlite3.Connection) -> None:
     a counter go backwards. Runs recorded before this migration are counted once here.
     """
     first_minute = (to_micros(now_utc()) // _MINUTE_US) - STATS_RETENTION_MINUTES
+    old = _run_figures("r.")
+    new = _run_figures("NEW.")
     script = _SCHEMA_2.format(
-        backfill=_run_figures("r.", "FROM runs r"),
-        new_run=_run_figures("NEW.", ""),
+        old_runs=f"SELECT {', '.join(f'{v} AS {k}' for k, v in old.items())} FROM runs r",
+        **{f"new_{name}": value for name, value in new.items()},
         first_minute=first_minute,
         retention=STATS_RETENTION_MINUTES,
     )
@@ -182,26 +185,27 @@ def _migration_2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def _run_figures(run: str, source: str) -> str:
-    """SELECT minute, worker_id, result, bucket and duration d of finished runs (the
-    trigger's NEW, or the rows of `source`).
+def _run_figures(run: str) -> dict[str, str]:
+    """SQL expressions for a finished run's row (`run` is "NEW." or a table alias): its
+    minute, worker, result, duration bucket and duration d in microseconds.
 
     Success is exit code 0 without an error. A failed run sent its job to the DLQ
     when it is the job's latest run and the job is dead (a run row is written after
     its job's row); any other failed run was followed by a retry.
     """
+    d = f"max({run}finished_at - {run}started_at, 0)"
     ok = f"{run}exit_code IS 0 AND {run}error IS NULL"
     dead = f"SELECT state = 'dead' AND runs_total = {run}n FROM jobs WHERE id = {run}job_id"
-    bucket = " ".join(f"WHEN d <= {bound} THEN {i}" for i, bound in enumerate(DURATION_BOUNDS_US))
-    return (
-        f"SELECT minute, worker_id, result, d, "
-        f"CASE {bucket} ELSE {len(DURATION_BOUNDS_US)} END AS bucket "
-        f"FROM (SELECT {run}finished_at / {_MINUTE_US} AS minute, "
-        f"coalesce({run}worker_id, '') AS worker_id, "
-        f"max({run}finished_at - {run}started_at, 0) AS d, "
-        f"CASE WHEN {ok} THEN 'completed' WHEN ({dead}) THEN 'dead' ELSE 'retried' END AS result "
-        f"{source})"
+    buckets = " ".join(
+        f"WHEN {d} <= {bound} THEN {i}" for i, bound in enumerate(DURATION_BOUNDS_US)
     )
+    return {
+        "minute": f"{run}finished_at / {_MINUTE_US}",
+        "worker": f"coalesce({run}worker_id, '')",
+        "result": f"CASE WHEN {ok} THEN 'completed' WHEN ({dead}) THEN 'dead' ELSE 'retried' END",
+        "bucket": f"CASE {buckets} ELSE {len(DURATION_BOUNDS_US)} END",
+        "d": d,
+    }
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite3.Connection], None]]] = [
