@@ -36,7 +36,14 @@ def _commands(
 
 
 COMMANDS = _commands(build_parser())
-VISIBLE = [path for path, _, help_text in COMMANDS if help_text != argparse.SUPPRESS]
+
+
+def _hidden(parser: argparse.ArgumentParser, help_text: str | None) -> bool:
+    """Hidden commands (the internal `worker run`) carry SUPPRESS, not a help text."""
+    return argparse.SUPPRESS in (help_text, parser.description)
+
+
+VISIBLE = [path for path, parser, help_text in COMMANDS if not _hidden(parser, help_text)]
 
 
 def test_the_tree_is_found() -> None:
@@ -48,7 +55,7 @@ def test_the_tree_is_found() -> None:
 def test_every_command_has_help(
     path: tuple[str, ...], parser: argparse.ArgumentParser, help_text: str | None
 ) -> None:
-    if help_text == argparse.SUPPRESS:
+    if _hidden(parser, help_text):
         return  # deliberately hidden, e.g. the internal `worker run`
     assert help_text and help_text.strip(), f"`queuectl {' '.join(path)}` has no help"
     for action in parser._actions:

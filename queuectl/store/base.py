@@ -150,6 +150,14 @@ class Store(Protocol):
         """Atomically take the next runnable job: priority, then run_at, then enqueue order."""
         ...
 
+    def release(self, claim: Claim) -> None:
+        """Give back a claimed job that was never started (the worker is stopping).
+
+        It becomes runnable as before, with no attempt counted and its run number
+        free again; nothing happens if the claim is no longer held.
+        """
+        ...
+
     def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
         """Share a running job's output tail so `logs --follow` works from any host."""
         ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,9 @@ _COMPACT_INTERVAL = 10.0
 _COMPACT_ROWS = 1000
 # Jobs per INSERT in a bulk enqueue (all in one transaction).
 _ENQUEUE_CHUNK = 5000
+# QUEUECTL_PG_LISTEN=0: idle workers poll every poll_interval instead of LISTENing (to
+# measure what NOTIFY buys, or where LISTEN is unwelcome). See docs/DECISIONS.md.
+LISTEN_VARIABLE = "QUEUECTL_PG_LISTEN"
 
 
 class PostgresStore(PostgresMaintenance):
@@ -74,6 +78,7 @@ class PostgresStore(PostgresMaintenance):
         self._config_read_at = 0.0
         self._compacted_at = time.monotonic()
         self._listener: Connection | None = None
+        self._use_listen = os.environ.get(LISTEN_VARIABLE, "1").strip() != "0"
         self._link = Link(dsn, display_url)
         try:
             self._link.run(lambda conn: migrate(conn, display_url))
@@ -236,12 +241,13 @@ class PostgresStore(PostgresMaintenance):
 
         Notifications that arrived since the last call are still queued on it, so a
         job enqueued between a failed claim and this call wakes us at once. Without a
-        listening connection (it failed to open), this polls should_stop until timeout.
+        listening connection (it failed to open, or QUEUECTL_PG_LISTEN=0), this polls
+        should_stop until timeout.
         """
         deadline = time.monotonic() + timeout
         if should_stop():
             return
-        if self._listener is None and self._listen():
+        if self._listener is None and self._use_listen and self._listen():
             return
         while not should_stop():
             remaining = deadline - time.monotonic()
@@ -297,6 +303,11 @@ class PostgresStore(PostgresMaintenance):
             lambda conn: _claim_from_row(conn.execute(q.CLAIM, params).fetchone()),
             lambda conn: _find_claim(conn, token),
         )
+
+    def release(self, claim: Claim) -> None:
+        params = (claim.job.id, claim.job.worker_id, claim.run_no)
+        # Idempotent: once released, the fence no longer matches, so a retry does nothing.
+        self._link.run(lambda conn: conn.execute(q.RELEASE, params))
 
     def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
         params = (data, total_bytes, claim.job.id, claim.job.worker_id, claim.run_no)

@@ -108,6 +108,12 @@ WHERE seq = (SELECT seq FROM jobs WHERE {RUNNABLE} AND run_at <= now()
              ORDER BY priority DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING {JOB_COLUMNS}, started_at
 """
+# A claimed job that never started goes back as it was (the worker is stopping).
+RELEASE = """
+UPDATE jobs SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,
+                runs_total = runs_total - 1, started_at = NULL, claim_token = NULL
+WHERE id = %s AND state = 'processing' AND worker_id = %s AND runs_total = %s
+"""
 # After a dropped connection: did the claim made with this token commit?
 FIND_CLAIM = f"""
 SELECT {JOB_COLUMNS}, started_at FROM jobs WHERE state = 'processing' AND claim_token = %s

@@ -116,6 +116,11 @@ def _translate(exc: sqlite3.Error, path: str) -> StoreUnavailable:
     if "not a database" in message or "malformed" in message:
         return StoreUnavailable(f"database {path} is corrupt or not a queuectl database: {message}")
     if "unable to open" in message:
+        if not os.access(os.path.dirname(path) or ".", os.W_OK):
+            # WAL mode needs to create path-wal and path-shm beside the database.
+            return StoreUnavailable(
+                f"cannot open database {path}: its directory is read-only or not writable"
+            )
         return StoreUnavailable(f"cannot open database {path}: {message}")
     return StoreUnavailable(f"database error on {path}: {message}")
 
@@ -155,6 +160,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
             self._migrate()
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
+        self._file_id = _file_identity(self.path)
 
     # --- connection and schema ----------------------------------------------------
     def _connect(self, durable: bool) -> sqlite3.Connection:
@@ -490,6 +496,10 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
 
     @_translating
     def heartbeat(self, worker_id: str) -> HeartbeatReply:
+        if _file_identity(self.path) != self._file_id:
+            # Deleted (its directory removed) or replaced: this connection works on a file
+            # no one else sees, so `status` and `worker stop` could never reach us.
+            raise StoreUnavailable(f"database {self.path} was deleted or replaced while in use")
         with self._write() as conn:
             row = conn.execute(
                 "UPDATE workers SET heartbeat_at = ? WHERE id = ? RETURNING stop_requested",
@@ -576,6 +586,16 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
             return None
         job = _job_from_row(row)
         return Claim(job=job, run_no=job.runs_total, started_at=from_micros(now))
+
+    @_translating
+    def release(self, claim: Claim) -> None:
+        run = _RunInProgress(claim.job.id, claim.run_no, claim.job.worker_id, 0)
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,"
+                f" runs_total = runs_total - 1, started_at = NULL WHERE {_FENCE}",
+                _fence_args(run),
+            )
 
     @_translating
     def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
@@ -699,9 +719,14 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
     ) -> list[RecoveredJob]:
         now = self._now_us()
         cutoff = now - int(lease_seconds * 1_000_000)
+        # A heartbeat more than a lease ahead means the clock was stepped back: it counts
+        # as written now, or a worker that died just before the step would keep its job
+        # until the clock caught up (hours, maybe). A live worker renews it anyway.
+        ahead = now + int(lease_seconds * 1_000_000)
         # A read first: the write lock is taken only when there is something to take back.
         stale_workers = self._conn.execute(
-            "SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (cutoff,)
+            "SELECT 1 FROM workers WHERE heartbeat_at < ? OR heartbeat_at > ? LIMIT 1",
+            (cutoff, ahead),
         ).fetchone()
         if (
             not stale_workers
@@ -711,6 +736,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
         recovered: list[RecoveredJob] = []
         lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
         with self._write() as conn:
+            conn.execute("UPDATE workers SET heartbeat_at = ? WHERE heartbeat_at > ?", (now, ahead))
             for row in conn.execute(_EXPIRED_SQL, {"cutoff": cutoff}).fetchall():
                 job_id, worker_id, runs_total, attempts, max_retries, started_at = row[:6]
                 run_no = max(runs_total, 1)
@@ -775,6 +801,14 @@ def _check_is_database(path: str) -> None:
     """
     if os.path.isdir(path):
         raise StoreUnavailable(f"{path} is a directory, not a database file")
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
 
 
 def _make_private(path: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from queuectl.domain import Claim, HeartbeatReply, JobState, RecoveredJob, WorkerInfo
+from queuectl.errors import QueuectlError
 from queuectl.store.base import Store
 from queuectl.worker import procinfo
 from queuectl.worker.executor import Executor
@@ -40,6 +41,9 @@ _RETENTION_BATCH = 200
 # Short jobs never publish live output: the finished run carries it.
 _PUBLISH_AFTER_SECONDS = 0.5
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Event.wait() overflows past threading.TIMEOUT_MAX (about 292 years): huge lease_seconds
+# and poll_interval settings are valid, so the wait between heartbeats is capped.
+_MAX_HEARTBEAT_INTERVAL = 60.0
 
 
 def host_name() -> str:
@@ -111,13 +115,15 @@ class Worker:
     # --- main loop -----------------------------------------------------------------
     def run(self, *, burst: bool = False) -> int:
         """Work until stopped (or, with burst, until nothing is runnable). Returns jobs run."""
+        # Registered before anything is created: a worker that cannot even register
+        # (full disk, read-only or corrupt database) leaves no scratch files behind.
+        self.store.register_worker(self.info)
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
         executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
         self._run_file = os.open(
             self.scratch / RUN_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
-        self.store.register_worker(self.info)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
@@ -134,12 +140,16 @@ class Worker:
                     continue
                 claim = self._run_claim(executor, claim)
                 done += 1
+            if claim is not None:
+                # Claimed together with the last outcome, just as the stop came: not started.
+                self.store.release(claim)
         finally:
             self.flags.stop.set()
             heartbeat.join(timeout=5)
-            self.store.unregister_worker(self.id)
             os.close(self._run_file)
             shutil.rmtree(self.scratch, ignore_errors=True)
+            # Last: with a failing database this raises, and the scratch is gone already.
+            self.store.unregister_worker(self.id)
             log.info("worker %s stopped after %d job(s)", self.id, done)
         return done
 
@@ -203,7 +213,11 @@ class Worker:
                 self._publish_output(store)
                 self._apply_retention(store, config.retention)
                 interval = min(config.lease_seconds / 3, config.poll_interval)
-                self.flags.stop.wait(max(0.05, interval))
+                self.flags.stop.wait(min(max(0.05, interval), _MAX_HEARTBEAT_INTERVAL))
+        except QueuectlError as exc:
+            # The database failed (full disk, deleted, corrupt): one clear line, no traceback.
+            log.error("stopping the worker: %s", exc)
+            self.flags.request_stop()
         except Exception:
             log.exception("heartbeat thread failed; stopping the worker")
             self.flags.request_stop()

@@ -896,3 +896,21 @@ def claim_in_child(start, location, worker_id: str, results) -> None:  # type: i
     """Runs in a spawned child: wait for the start signal, then claim until empty."""
     start.wait(60)
     results.put((worker_id, claim_until_empty(location, worker_id)))
+
+
+def test_release_gives_back_a_claim_that_never_started(store: Store) -> None:
+    store.register_worker(worker_info("w"))
+    store.enqueue([new_job("a")])
+    claim = store.claim("w")
+    assert claim is not None
+    store.release(claim)
+    job = store.get_job("a")
+    assert job is not None and job.state is JobState.PENDING and job.attempts == 0
+    assert store.get_runs("a") == []
+    again = store.claim("w")
+    assert again is not None and again.run_no == 1  # the unstarted run left no trace
+    store.unregister_worker("w")
+    assert store.recover_expired(60, lambda job: None) != []  # taken back as lost
+    store.release(again)  # no longer held: nothing happens
+    job = store.get_job("a")
+    assert job is not None and job.state is JobState.FAILED and job.attempts == 1

@@ -120,8 +120,10 @@ def test_fencing_a_recovered_claim_cannot_record_its_outcome(queue: Queue) -> No
     store = open_store(resolve_database())
     try:
         store.enqueue([new_job("fenced", "true", max_retries=3)])
-        stale = store.claim("w-frozen")  # never registered: its lease is already void
+        store.register_worker(worker_info("w-frozen"))
+        stale = store.claim("w-frozen")
         assert stale is not None and stale.run_no == 1
+        store.unregister_worker("w-frozen")  # as if recovered as lost: its lease is void
         [recovered] = store.recover_expired(LEASE, lambda job: None)
         assert (recovered.job_id, recovered.run_no) == ("fenced", 1)
 
