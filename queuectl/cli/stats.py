@@ -59,9 +59,12 @@ def print_stats(figures: QueueStats, window_text: str) -> None:
         minutes = len(figures.per_minute)
         per_bar = max(1, -(-minutes // _CHART_WIDTH))
         label = "minute" if per_bar == 1 else f"{per_bar} minutes"
-        print(f"Per {label}, oldest first:")
-        print("  completed  " + sparkline([m.completed for m in figures.per_minute], per_bar))
-        print("  failed     " + sparkline([m.failed for m in figures.per_minute], per_bar))
+        completed = [m.completed for m in figures.per_minute]
+        failed = [m.failed for m in figures.per_minute]
+        top = max(_sums(completed, per_bar) + _sums(failed, per_bar))
+        print(f"Per {label}, oldest first (one scale for both):")
+        print("  completed  " + sparkline(completed, per_bar, top))
+        print("  failed     " + sparkline(failed, per_bar, top))
     if figures.per_worker:
         print()
         print_table(
@@ -70,16 +73,16 @@ def print_stats(figures: QueueStats, window_text: str) -> None:
         )
 
 
-def sparkline(values: Sequence[int], per_bar: int) -> str:
-    """One character per `per_bar` values, scaled to the largest sum."""
-    sums = [sum(values[i : i + per_bar]) for i in range(0, len(values), per_bar)]
-    top = max(sums, default=0)
-    if top == 0:
-        return _BARS[0] * len(sums)
+def sparkline(values: Sequence[int], per_bar: int, top: int) -> str:
+    """One character per `per_bar` values, the tallest for `top`."""
     return "".join(
-        _BARS[0] if value == 0 else _BARS[max(1, round(value / top * (len(_BARS) - 1)))]
-        for value in sums
+        _BARS[0] if value == 0 else _BARS[max(1, round(value / max(top, 1) * (len(_BARS) - 1)))]
+        for value in _sums(values, per_bar)
     )
+
+
+def _sums(values: Sequence[int], per_bar: int) -> list[int]:
+    return [sum(values[i : i + per_bar]) for i in range(0, len(values), per_bar)]
 
 
 def format_seconds(value: float | None) -> str:

@@ -6,6 +6,7 @@
 
 const POLL_MS = 2000;
 const PAGE = 50;
+const DLQ_ROWS = 10;
 const CSRF_HEADER = "X-Queuectl-Request";
 
 const view = {
@@ -243,9 +244,9 @@ function drawDlq(page) {
   const rows = page.jobs.map((job) =>
     el("tr", { dataset: { id: job.id } },
       el("td", { class: "mono" }, jobLink(job.id)),
-      el("td", { class: "mono", title: job.command }, shorten(job.command, 40)),
+      el("td", { class: "mono", title: job.command }, shorten(job.command, 26)),
       el("td", { class: "num" }, `${job.attempts}/${job.max_retries}`),
-      el("td", { title: job.last_error || "" }, shorten(job.last_error || "–", 40)),
+      el("td", { title: job.last_error || "" }, shorten(job.last_error || "–", 20)),
       el("td", {}, el("button", { type: "button", class: "retry", onclick: () => retry([job.id]) }, "Retry"))));
   $("#dlq-table tbody").replaceChildren(...rows);
   $("#dlq-table").hidden = rows.length === 0;
@@ -253,6 +254,7 @@ function drawDlq(page) {
   text("#dlq-note", page.total > page.jobs.length
     ? `newest ${page.jobs.length} of ${number(page.total)}`
     : page.total ? number(page.total) + " dead" : "");
+  $("#dlq-all").hidden = page.total <= page.jobs.length;
   const button = $("#retry-all");
   button.disabled = page.total === 0;
   if (!retryAllArmed) button.textContent = "Retry all";
@@ -332,7 +334,7 @@ async function refresh() {
       getJson("/api/stats?since=1h"),
       getJson("/api/workers"),
       getJson(jobsQuery(view.state, view.q, view.offset, PAGE)),
-      getJson(jobsQuery("dead", "", 0, 20)),
+      getJson(jobsQuery("dead", "", 0, DLQ_ROWS)),
     ]);
     drawStats(stats);
     drawWorkers(workers);
