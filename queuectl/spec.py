@@ -17,6 +17,7 @@ from queuectl.timeutil import parse_timestamp
 MAX_ID_LENGTH = 200
 MAX_COMMAND_BYTES = 1024 * 1024
 MAX_ENV_BYTES = 1024 * 1024
+MAX_ENV_ENTRY_BYTES = 128 * 1024
 # Far enough for any real schedule, short enough that now + delay never overflows.
 MAX_DELAY_SECONDS = 100 * 365 * 86_400
 MAX_TIMEOUT_SECONDS = 100 * 365 * 86_400
@@ -164,7 +165,11 @@ def _validate_env(value: Any) -> dict[str, str]:
             raise InvalidInput(f"'env' value of {key!r} must be a string, not {_type_name(item)}")
         if "\0" in item:
             raise InvalidInput(f"'env' value of {key!r} must not contain a NUL character")
-        size += len(_utf8(key, "env")) + len(_utf8(item, "env"))
+        entry = len(_utf8(key, "env")) + 1 + len(_utf8(item, "env"))
+        if entry >= MAX_ENV_ENTRY_BYTES:
+            # Linux refuses any single NAME=value string this long (MAX_ARG_STRLEN).
+            raise InvalidInput(f"'env' variable {key!r} is longer than {MAX_ENV_ENTRY_BYTES} bytes")
+        size += entry
     if size > MAX_ENV_BYTES:
         raise InvalidInput(f"'env' is larger than {MAX_ENV_BYTES} bytes")
     return dict(value)

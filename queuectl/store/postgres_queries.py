@@ -132,8 +132,14 @@ WITH done AS (
 ), recorded AS (
     INSERT INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code, signal, error,
                       output, output_total)
+    -- Without output of its own (a lost run), the run keeps what it had published.
     SELECT id, %(run)s, %(worker)s, coalesce(%(started)s, now()), now(), %(exit_code)s,
-           %(signal)s, %(error)s, %(output)s, %(output_total)s FROM done
+           %(signal)s, %(error)s,
+           coalesce(%(output)s, (SELECT data FROM live_output l
+                                 WHERE l.job_id = done.id AND l.n = %(run)s)),
+           coalesce(%(output_total)s, (SELECT total FROM live_output l
+                                       WHERE l.job_id = done.id AND l.n = %(run)s))
+    FROM done
     ON CONFLICT (job_id, n) DO UPDATE SET
         worker_id = excluded.worker_id, started_at = excluded.started_at,
         finished_at = excluded.finished_at, exit_code = excluded.exit_code,

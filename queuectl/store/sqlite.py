@@ -744,7 +744,13 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
                 end_processes(job)  # before the job can be claimed again
                 conn.execute("UPDATE jobs SET runs_total = ? WHERE id = ?", (run_no, job_id))
                 run = _RunInProgress(job_id, run_no, worker_id, started_at or now)
-                self._record_attempt(conn, run, attempts, max_retries, lost, now, None)
+                # Keep what the lost run had published: often the clue to why it died.
+                live = conn.execute(
+                    "SELECT data, total FROM live_output WHERE job_id = ? AND n = ?",
+                    (job_id, run_no),
+                ).fetchone()
+                output, total = live if live else (None, None)
+                self._record_attempt(conn, run, attempts, max_retries, lost, now, output, total)
                 recovered.append(job)
             conn.execute("DELETE FROM workers WHERE heartbeat_at < ?", (cutoff,))
         return recovered

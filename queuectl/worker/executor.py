@@ -89,14 +89,20 @@ class Executor:
                 OutcomeKind.FAILED_TO_START,
                 error=f"could not start: working directory {job.cwd!r} does not exist",
             )
+        try:
+            output_fd = self.capture.open_for_job()
+        except FileNotFoundError:
+            # The scratch directory was removed under the worker (a cleaned-up
+            # $QUEUECTL_HOME/run): make it again rather than crash.
+            self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+            output_fd = self.capture.open_for_job()
         script: Path | None = None
         argv = ["/bin/sh", "-c", job.command]
-        if len(job.command.encode("utf-8")) > _MAX_INLINE_COMMAND:
-            script = self.scratch / "command.sh"
-            script.write_text(job.command, encoding="utf-8")
-            argv = ["/bin/sh", str(script)]
-        output_fd = self.capture.open_for_job()
         try:
+            if len(job.command.encode("utf-8")) > _MAX_INLINE_COMMAND:
+                script = self.scratch / "command.sh"
+                script.write_text(job.command, encoding="utf-8")
+                argv = ["/bin/sh", str(script)]
             with job_environment(job, run_no):
                 process = subprocess.Popen(
                     argv,
@@ -132,12 +138,15 @@ class Executor:
                 if remaining is not None and remaining <= 0:
                     self._terminate(process, pidfd)
                     return Outcome(OutcomeKind.TIMED_OUT, error=f"timed out after {timeout:g}s")
-                events = poller.poll(
-                    None if remaining is None else max(1, int(remaining * 1000) + 1)
+                # Wake now and then to keep a runaway job's output within its cap on disk.
+                step = (
+                    _CAP_CHECK_SECONDS if remaining is None else min(remaining, _CAP_CHECK_SECONDS)
                 )
+                events = poller.poll(max(1, int(step * 1000) + 1))
                 if any(fd == pidfd for fd, _ in events):
                     break
                 _drain(self._wakeup_fd)
+                self.capture.enforce_cap()
             # The leader has exited but is not reaped yet, so its number cannot be reused:
             # end whatever it left running in its group, then reap it.
             _kill_group(process.pid)

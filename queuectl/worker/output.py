@@ -1,21 +1,41 @@
 """A running job's output file: its kept tail, live publishing, and a cap on disk use.
 
 The job writes to the file directly (O_APPEND). Only the last `limit` bytes are
-kept, so when the file grows past a cap the worker keeps its tail in memory and
-cuts the file back to zero; the job keeps appending from there. Bytes written
-between that read and the cut can be lost: the kept tail is exact except
-around a cut, and a runaway job never fills the disk.
+kept, so once the file takes more than a cap on disk the worker punches a hole
+over everything before that tail (fallocate PUNCH_HOLE|KEEP_SIZE): the blocks
+go back to the file system, the job keeps appending, nothing it writes is lost,
+and the file's size stays the exact count of bytes written. Where a file
+system cannot punch holes, the file is cut to zero instead, keeping the tail in
+memory (bytes written during the cut can then be lost).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 from pathlib import Path
 
-# Cut the file when it exceeds this many times the kept limit (and at least this many bytes).
-_CUT_FACTOR = 4
-_MIN_CUT_BYTES = 8 * 1024 * 1024
+# Free the file's head once it takes more than this many times the kept limit on disk
+# (and at least this many bytes).
+_CAP_FACTOR = 4
+_MIN_CAP_BYTES = 8 * 1024 * 1024
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_BLOCK = 4096
+
+
+def _punch_hole(path: Path, length: int) -> bool:
+    """Free the first `length` bytes of the file's blocks, keeping its size. False if unsupported."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+        return bool(libc.fallocate(fd, mode, 0, length) == 0)
+    finally:
+        os.close(fd)
 
 
 class OutputCapture:
@@ -23,8 +43,8 @@ class OutputCapture:
         self.path = path
         self.limit = limit
         self._lock = threading.Lock()
-        self._kept = b""  # tail saved from before the last cut
-        self._cut_bytes = 0  # bytes dropped from the file by cuts
+        self._kept = b""  # tail saved before a cut (only where holes cannot be punched)
+        self._cut_bytes = 0  # bytes removed by such cuts
         self._published_total = -1
 
     def open_for_job(self) -> int:
@@ -40,34 +60,49 @@ class OutputCapture:
             return b""
         try:
             with open(self.path, "rb") as handle:
-                handle.seek(max(0, size - self.limit))
-                return handle.read(self.limit)
+                start = max(0, size - self.limit)
+                handle.seek(start)
+                # Never read(limit): a huge output_limit would allocate that much at once.
+                return handle.read(size - start)
         except FileNotFoundError:
             return b""
 
-    def _size(self) -> int:
+    def _stat(self) -> tuple[int, int]:
+        """(size, bytes allocated on disk)."""
         try:
-            return self.path.stat().st_size
+            status = self.path.stat()
         except FileNotFoundError:
-            return 0
+            return 0, 0
+        return status.st_size, status.st_blocks * 512
+
+    def enforce_cap(self) -> None:
+        """Give back the disk space of output that will not be kept. Cheap: one stat."""
+        with self._lock:
+            self._enforce_cap_locked()
+
+    def _enforce_cap_locked(self) -> None:
+        size, allocated = self._stat()
+        if allocated <= max(_MIN_CAP_BYTES, self.limit * _CAP_FACTOR):
+            return
+        head = (max(0, size - self.limit) // _BLOCK) * _BLOCK
+        if head and not _punch_hole(self.path, head):
+            self._kept = (self._kept + self._read_tail(size))[-self.limit :] if self.limit else b""
+            self._cut_bytes += size
+            os.truncate(self.path, 0)
 
     def snapshot(self) -> tuple[bytes, int]:
-        """(kept tail, total bytes written) now; cuts the file if it grew past the cap."""
+        """(kept tail, total bytes written) now."""
         with self._lock:
-            size = self._size()
+            self._enforce_cap_locked()
+            size, _ = self._stat()
             tail = self._read_tail(size)
             combined = (self._kept + tail)[-self.limit :] if self.limit else b""
-            total = self._cut_bytes + size
-            if size > max(_MIN_CUT_BYTES, self.limit * _CUT_FACTOR):
-                self._kept = combined
-                self._cut_bytes += size
-                os.truncate(self.path, 0)
-            return combined, total
+            return combined, self._cut_bytes + size
 
     def changed_since_publish(self) -> tuple[bytes, int] | None:
         """A snapshot if output grew since the last one published, else None."""
         with self._lock:
-            if self._cut_bytes + self._size() == self._published_total:
+            if self._cut_bytes + self._stat()[0] == self._published_total:
                 return None
         data, total = self.snapshot()
         with self._lock:

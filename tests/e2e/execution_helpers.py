@@ -157,7 +157,9 @@ class Follower:
 
 
 class PeakSize:
-    """Samples the size of the workers' scratch output files in a thread; keeps the largest."""
+    """Samples the disk space the workers' scratch output files take, in a thread; keeps the
+    largest. Space on disk, not st_size: the worker frees a runaway file's head by punching
+    a hole, so its size stays the exact byte count while its blocks stay within the cap."""
 
     def __init__(self, run_dir: Path, interval: float = 0.001) -> None:
         self.run_dir = run_dir
@@ -174,7 +176,7 @@ class PeakSize:
                 workers = []
             for worker in workers:
                 with contextlib.suppress(OSError):
-                    self.peak = max(self.peak, (worker / "output").stat().st_size)
+                    self.peak = max(self.peak, (worker / "output").stat().st_blocks * 512)
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakSize:
