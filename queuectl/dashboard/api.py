@@ -12,12 +12,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from queuectl.domain import JobState
 from queuectl.errors import InvalidInput, JobNotFound, QueuectlError, WrongState
-from queuectl.store.insights import parse_window
+from queuectl.store.insights import InsightsStore, parse_window
 from queuectl.timeutil import format_timestamp
 
 MAX_PAGE = 500
@@ -29,8 +30,8 @@ OUTPUT_SHOWN = 256 * 1024
 class Api:
     """The endpoints, bound to a way of getting the current thread's store."""
 
-    def __init__(self, stores: Callable[[], Any]) -> None:
-        self._store = stores
+    def __init__(self, store: Callable[[], InsightsStore]) -> None:
+        self._store = store
 
     # --- reads -----------------------------------------------------------------------
     def stats(self, request: Request) -> Response:
@@ -102,8 +103,6 @@ class Api:
             body = json.loads(await request.body() or b"null")
         except ValueError:
             raise InvalidInput("the body must be JSON") from None
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(self._retry, body)
 
     def _retry(self, body: Any) -> Response:

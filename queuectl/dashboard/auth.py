@@ -72,7 +72,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        refusal = self._refusal(scope, headers)
+        refusal = self._wrong_host(headers)
         set_cookie = None
         if refusal is None and self.token is not None:
             authorized, set_cookie = self._authorized(scope, headers)
@@ -90,7 +90,7 @@ class Guard:
             return
         await self.app(scope, receive, _with_headers(send, set_cookie))
 
-    def _refusal(self, scope: Scope, headers: Headers) -> Response | None:
+    def _wrong_host(self, headers: Headers) -> Response | None:
         """Bound to loopback: only requests addressed to a loopback name (DNS rebinding)."""
         if not self.loopback_only:
             return None
