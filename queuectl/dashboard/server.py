@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import signal
 import socket
@@ -14,6 +15,9 @@ from queuectl.paths import DatabaseLocation
 from queuectl.store import open_store
 from queuectl.store.insights import with_insights
 
+# It travels in a URL and a cookie: characters that need no quoting in either.
+_TOKEN = re.compile(r"[A-Za-z0-9._~/=-]{16,}")
+
 
 def run(location: DatabaseLocation, host: str, port: int, token: str | None) -> int:
     """Serve until SIGINT or SIGTERM (both a clean stop, exit 0)."""
@@ -21,8 +25,10 @@ def run(location: DatabaseLocation, host: str, port: int, token: str | None) -> 
         raise InvalidInput(f"--port must be between 0 and 65535, not {port}")
     loopback = is_loopback(host)
     generated = False
-    if token is not None and len(token) < 16:
-        raise InvalidInput("--token must be at least 16 characters")
+    if token is not None and not _TOKEN.fullmatch(token):
+        raise InvalidInput(
+            "--token must be at least 16 characters of A-Z a-z 0-9 and . _ ~ / = -"
+        )
     if token is None and not loopback:
         token, generated = secrets.token_urlsafe(24), True
     # Fail now, with the contract's Error line, rather than on the first request.

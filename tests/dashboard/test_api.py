@@ -419,6 +419,7 @@ def test_a_generated_token_is_printed_when_none_is_given(tmp_path: Path) -> None
 def test_bad_ports_and_busy_ports(server: DashboardServer) -> None:
     assert_error(server.cli("dashboard", "--port", "70000"), 2)
     assert_error(server.cli("dashboard", "--host", "0.0.0.0", "--token", "short"), 2)
+    assert_error(server.cli("dashboard", "--token", "sixteen chars; x=1"), 2)
     busy = server.cli("dashboard", "--port", str(server.port))
     assert_error(busy, 1)
     assert "cannot listen" in busy.stderr
