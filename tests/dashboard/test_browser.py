@@ -26,7 +26,7 @@ from tests.helpers import SUCCESS, fail, live_worker_info, new_job, wait_until
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI must run the browser tests: .ci/run installs chromium)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 CHROMIUM = os.environ.get("QUEUECTL_TEST_CHROMIUM") or shutil.which("chromium") or ""
