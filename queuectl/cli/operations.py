@@ -12,8 +12,10 @@ from queuectl.cli.output import print_table
 from queuectl.domain import JobState
 from queuectl.timeutil import humanize_age, parse_duration
 
-# Rows per transaction: each batch holds the write lock for a few milliseconds only.
-PURGE_BATCH = 500
+# Jobs per transaction: each batch holds the write lock for a few milliseconds only.
+PURGE_BATCH = 100
+# Free pages given back per transaction afterwards, for the same reason.
+RECLAIM_PAGES = 500
 
 
 def purge(args: argparse.Namespace) -> int:
@@ -36,7 +38,8 @@ def purge(args: argparse.Namespace) -> int:
         total += deleted
         if deleted < PURGE_BATCH:
             break
-    store.reclaim_space(max_pages=1_000_000)
+    while store.reclaim_space(max_pages=RECLAIM_PAGES):
+        pass
     print(f"Purged {total} job(s) in {time.monotonic() - started:.1f}s.")
     return 0
 

@@ -109,8 +109,10 @@ class Store(Protocol):
         """
         ...
 
-    def reclaim_space(self, max_pages: int = 2000) -> None:
-        """Give space freed by purges back to the file system, a bounded amount per call."""
+    def reclaim_space(self, max_pages: int = 2000) -> bool:
+        """Give space freed by purges back to the file system, a bounded amount per call.
+
+        True while there is more to give back (call again)."""
         ...
 
     def backup(self, destination: str) -> None:

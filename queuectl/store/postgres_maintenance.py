@@ -70,12 +70,13 @@ class PostgresMaintenance:
         params = ([state.value for state in states], before, batch_size)
         return self._link.run(lambda conn: conn.execute(_PURGE, params).rowcount)
 
-    def reclaim_space(self, max_pages: int = 2000) -> None:
+    def reclaim_space(self, max_pages: int = 2000) -> bool:
         """VACUUM the queue's tables: freed space is reused, and trailing pages returned.
 
         (VACUUM FULL would give everything back but lock the queue while it copies.)
         """
         self._link.run(lambda conn: conn.execute(_VACUUM))
+        return False  # one VACUUM does all there is to do
 
     def backup(self, destination: str) -> None:
         raise OperationFailed(

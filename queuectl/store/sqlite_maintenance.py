@@ -92,10 +92,12 @@ class SqliteMaintenance:
             conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", doomed)
         return len(doomed)
 
-    def reclaim_space(self, max_pages: int = 2000) -> None:
-        """Give free pages back to the file system (auto_vacuum = INCREMENTAL), a bit at a time."""
+    def reclaim_space(self, max_pages: int = 2000) -> bool:
+        """Give up to `max_pages` free pages back to the file system (auto_vacuum =
+        INCREMENTAL), in one short transaction. True if free pages remain."""
         with self._write() as conn:
             conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+            return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
     def backup(self, destination: str) -> None:
         """A consistent copy of the live database, taken without stopping the workers."""
