@@ -31,11 +31,22 @@ def _parse_number(text: str) -> float:
     return value
 
 
+# An age past a century keeps everything anyway; far larger ones overflow the date
+# arithmetic of the workers' purge (`now - retention`).
+_MAX_AGE_SECONDS = 100 * 365 * 86_400
+
+
 def _parse_age(text: str) -> float:
     """Seconds, or an age like 7d, 12h, 30m."""
     from queuectl.timeutil import parse_duration
 
-    return parse_duration(text)
+    try:
+        value = float(text.strip())  # plain seconds, as written back (1e-05 included)
+    except ValueError:
+        value = parse_duration(text)
+    if not value <= _MAX_AGE_SECONDS:  # also NaN and infinity
+        raise InvalidInput(f"{text!r} is out of range (at most 100 years)")
+    return value
 
 
 class Setting(NamedTuple):

@@ -14,13 +14,14 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 
-from tests.helpers import queuectl_executable
+from tests.e2e.worker_helpers import Queue
+from tests.helpers import CliResult, queuectl_executable
 
 # Longer soaks (more jobs, longer chaos) run only when asked for.
 SOAK = os.environ.get("QUEUECTL_SOAK", "") not in ("", "0")
@@ -242,3 +243,19 @@ class JumpClock:
     def jump(self, seconds: float) -> None:
         with self._lock:
             self.offset += seconds
+
+
+# --- CLI shortcuts the e2e Queue lacks (it is shared: not edited here) --------------------
+def enqueue_file(
+    queue: Queue,
+    specs: Sequence[Mapping[str, Any]],
+    env: Mapping[str, str | None] | None = None,
+    check: bool = True,
+) -> CliResult:
+    """`enqueue --file -` with JSON Lines on stdin."""
+    lines = "".join(json.dumps(spec) + "\n" for spec in specs)
+    return queue.cli("enqueue", "--file", "-", env=dict(env or {}), input=lines, check=check)
+
+
+def status(queue: Queue, env: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    return dict(json.loads(queue.cli("status", "--json", env=dict(env or {})).stdout))
