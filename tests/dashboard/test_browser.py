@@ -175,6 +175,18 @@ def test_the_dlq_retry_button_moves_a_dead_job_to_pending(
     expect(tab.page.locator('#jobs-table tr[data-id="retry-me"] .state')).to_have_text("pending")
     tab.shot("retried")
 
+    # "Retry all" asks for a second click (no modal dialog), then empties the DLQ.
+    run_job(store, "retry-all-1", succeed=False, max_retries=1)
+    run_job(store, "retry-all-2", succeed=False, max_retries=1)
+    expect(tab.page.locator('#dlq-table tr[data-id="retry-all-2"]')).to_be_visible()
+    button = tab.page.locator("#retry-all")
+    button.click()
+    expect(button).to_contain_text("Confirm")
+    assert store.counts()[JobState.DEAD] >= 2, "one click retries nothing"
+    button.click()
+    wait_until(lambda: store.counts()[JobState.DEAD] == 0, timeout=10, what="an empty DLQ")
+    expect(tab.page.locator("#dlq-empty")).to_be_visible()
+
 
 MARKUP = "<script>alert(1)</script>"
 IMAGE = '<img src=x onerror="alert(2)">'

@@ -327,8 +327,11 @@ function drawJob(job) {
 }
 
 // --- refreshing ---------------------------------------------------------------------
+let refreshes = 0;
+
 async function refresh() {
   clearTimeout(timer);
+  const mine = ++refreshes;
   try {
     const [stats, workers, jobs, dlq] = await Promise.all([
       getJson("/api/stats?since=1h"),
@@ -336,6 +339,7 @@ async function refresh() {
       getJson(jobsQuery(view.state, view.q, view.offset, PAGE)),
       getJson(jobsQuery("dead", "", 0, DLQ_ROWS)),
     ]);
+    if (mine !== refreshes) return; // a newer refresh (new filter, a retry) took over
     drawStats(stats);
     drawWorkers(workers);
     drawJobs(jobs);
@@ -344,8 +348,10 @@ async function refresh() {
     lastOk = Date.now();
     setLive(true);
   } catch (error) {
+    if (mine !== refreshes) return;
     setLive(false, error.message);
   }
+  clearTimeout(timer);
   timer = setTimeout(refresh, document.hidden ? POLL_MS * 5 : POLL_MS);
 }
 
