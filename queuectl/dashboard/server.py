@@ -26,9 +26,7 @@ def run(location: DatabaseLocation, host: str, port: int, token: str | None) -> 
     loopback = is_loopback(host)
     generated = False
     if token is not None and not _TOKEN.fullmatch(token):
-        raise InvalidInput(
-            "--token must be at least 16 characters of A-Z a-z 0-9 and . _ ~ / = -"
-        )
+        raise InvalidInput("--token must be at least 16 characters of A-Z a-z 0-9 and . _ ~ / = -")
     if token is None and not loopback:
         token, generated = secrets.token_urlsafe(24), True
     # Fail now, with the contract's Error line, rather than on the first request.
