@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -58,12 +59,18 @@ def _reject_constant(name: str) -> Any:
     raise InvalidInput(f"{name} is not valid JSON")
 
 
+@functools.cache
+def _decoder() -> json.JSONDecoder:
+    """One strict decoder, built once: json.loads with hooks builds one per call."""
+    return json.JSONDecoder(
+        object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+    )
+
+
 def load_json(text: str, *, what: str = "JSON") -> Any:
     """Parse JSON strictly: no duplicate keys, no NaN/Infinity. Raises InvalidInput."""
     try:
-        return json.loads(
-            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
-        )
+        return _decoder().decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"invalid {what}: {exc.msg} at line {exc.lineno} column {exc.colno}"

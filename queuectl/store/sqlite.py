@@ -332,7 +332,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
                 to_micros(job.run_at) if job.run_at else now + int(job.delay * 1_000_000),
                 job.timeout,
                 job.cwd,
-                json.dumps(job.env, ensure_ascii=False),
+                json.dumps(job.env, ensure_ascii=False) if job.env else "{}",
                 now,
                 now,
             )
