@@ -303,7 +303,9 @@ def test_env_object_of_strings_is_accepted() -> None:
         ({"A=B": "x"}, "invalid variable name"),
         ({"A\x00": "x"}, "invalid variable name"),
         ({"A": "x\x00y"}, "NUL"),
-        ({"A": "x" * (spec.MAX_ENV_BYTES + 1)}, "larger than"),
+        ({"A": "x" * (spec.MAX_ENV_BYTES + 1)}, "longer than"),
+        ({"A": "x" * spec.MAX_ENV_ENTRY_BYTES}, "longer than"),  # one entry past MAX_ARG_STRLEN
+        ({f"V{i}": "x" * 100_000 for i in range(11)}, "larger than"),  # over 1 MiB in all
     ],
 )
 def test_bad_env_is_rejected(value: Any, message: str) -> None:
