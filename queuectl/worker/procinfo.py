@@ -59,6 +59,35 @@ def _environment(pid: int) -> dict[bytes, bytes] | None:
     return {key: value for key, _, value in pairs}
 
 
+def find_run_leader(output_file: os.PathLike[str], job_id: str, run_no: int) -> int | None:
+    """The shell of a run whose worker died before noting its pid, found by what it holds
+    and carries: it leads its own session (the worker starts every job so), its stdout
+    is that worker's output file, and its environment names this job and run. The one
+    started first, should it have started more sessions. A scan of /proc, at recovery only.
+    """
+    target = os.path.realpath(output_file)
+    want = (job_id.encode(), str(run_no).encode())
+    found: tuple[int, int] | None = None
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            if os.readlink(f"/proc/{pid}/fd/1") != target or os.getsid(pid) != pid:
+                continue
+        except OSError:
+            continue
+        env = _environment(pid)
+        started = start_time(pid)
+        if env is None or started is None:
+            continue
+        if (env.get(b"QUEUECTL_JOB_ID"), env.get(b"QUEUECTL_ATTEMPT")) == want and (
+            found is None or started < found[0]
+        ):
+            found = (started, pid)
+    return None if found is None else found[1]
+
+
 def kill_job_group(leader_pid: int, job_id: str, run_no: int) -> bool:
     """SIGKILL the process group of run `run_no` of a job, if it is still that run's.
 

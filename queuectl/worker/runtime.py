@@ -9,6 +9,7 @@ only set flags.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -36,6 +37,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 FORCE_SIGNAL = signal.SIGUSR1
 # In the worker's scratch directory: "RUN PID JOB_ID" of the job process running now.
 RUN_FILE = "current-run"
+# Also there: which database the worker serves (one QUEUECTL_HOME may serve several).
+DATABASE_FILE = "database"
 # Jobs purged per heartbeat tick under the `retention` setting: a short transaction.
 _RETENTION_BATCH = 200
 # Short jobs never publish live output: the finished run carries it.
@@ -119,11 +122,14 @@ class Worker:
         # (full disk, read-only or corrupt database) leaves no scratch files behind.
         self.store.register_worker(self.info)
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.scratch / DATABASE_FILE).write_text(self.store.description)
         self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
         executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
         self._run_file = os.open(
             self.scratch / RUN_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
+        # Held for life, frozen or not: no other worker sweeps this scratch away.
+        fcntl.flock(self._run_file, fcntl.LOCK_EX)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
@@ -209,6 +215,7 @@ class Worker:
                     os.write(self._wakeup_write, b"\0")
                     break
                 store.recover_expired(config.lease_seconds, self._end_lost_run)
+                self._sweep_scratch(store)
                 store.maintain()
                 self._publish_output(store)
                 self._apply_retention(store, config.retention)
@@ -241,6 +248,37 @@ class Worker:
         if snapshot is not None:
             store.publish_output(running[0], *snapshot)
 
+    def _sweep_scratch(self, store: Store) -> None:
+        """Remove the scratch of workers that died, once recovered (a worker killed while
+        idle has no job whose recovery would remove it). A live worker, even one frozen
+        past its lease, holds the flock on its run file; a dead one still registered may
+        yet be recovered, which reads that file. Workers register before they create
+        their scratch, so a starting worker is never mistaken for a dead one. Only workers
+        of this database: another's may still need its files for its own recovery."""
+        registered: set[str] | None = None
+        for entry in os.scandir(self.scratch.parent):
+            if entry.name == self.id:
+                continue
+            try:
+                fd = os.open(os.path.join(entry.path, RUN_FILE), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # alive
+            finally:
+                os.close(fd)
+            try:
+                if Path(entry.path, DATABASE_FILE).read_text() != store.description:
+                    continue
+            except OSError:
+                continue
+            if registered is None:
+                registered = {worker.id for worker in store.list_workers()}
+            if entry.name not in registered:
+                shutil.rmtree(entry.path, ignore_errors=True)
+
     def _end_lost_run(self, job: RecoveredJob) -> None:
         """Before a lost job runs again, end its processes if they ran on this host."""
         log.warning("job %s recovered from lost worker %s", job.job_id, job.worker_id)
@@ -251,15 +289,20 @@ class Worker:
         ):
             return
         lost_scratch = self.scratch.parent / job.worker_id
+        leader: int | None = None
         try:
             run_no, pid, job_id = (lost_scratch / RUN_FILE).read_text().split(" ", 2)
+            if job_id == job.job_id and int(run_no) == job.run_no:
+                leader = int(pid)
         except (OSError, ValueError):
-            return
-        if job_id == job.job_id and int(run_no) == job.run_no:
-            if procinfo.kill_job_group(int(pid), job.job_id, job.run_no):
-                log.warning("ended the leftover processes of job %s", job.job_id)
-            # A worker frozen past its lease is alive and will carry on: keep its files.
-            if job.worker_pid is None or not procinfo.is_alive(
-                job.worker_pid, job.worker_pid_start_time or 0
-            ):
-                shutil.rmtree(lost_scratch, ignore_errors=True)
+            pass
+        if leader is None:
+            # It died between starting this run and noting its pid (or before starting it).
+            leader = procinfo.find_run_leader(lost_scratch / "output", job.job_id, job.run_no)
+        if leader is not None and procinfo.kill_job_group(leader, job.job_id, job.run_no):
+            log.warning("ended the leftover processes of job %s", job.job_id)
+        # A worker frozen past its lease is alive and will carry on: keep its files.
+        if job.worker_pid is None or not procinfo.is_alive(
+            job.worker_pid, job.worker_pid_start_time or 0
+        ):
+            shutil.rmtree(lost_scratch, ignore_errors=True)
