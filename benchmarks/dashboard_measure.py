@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from queuectl.domain import JobState  # noqa: E402
 from queuectl.store.sqlite import SqliteStore  # noqa: E402
 
 QUEUECTL = str(Path(sys.executable).parent / "queuectl")
@@ -96,9 +97,21 @@ def timed(action: Callable[[], object], runs: int) -> list[float]:
     return samples
 
 
-def cli(home: Path, *args: str) -> Callable[[], object]:
+def environment(home: Path) -> dict[str, str]:
+    """QUEUECTL_HOME set; bytecode cached (outside the repository), as an installed
+    queuectl would have it, even where PYTHONDONTWRITEBYTECODE is set."""
     env = {**os.environ, "QUEUECTL_HOME": str(home)}
     env.pop("QUEUECTL_DB", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault(
+        "PYTHONPYCACHEPREFIX",
+        os.path.join(tempfile.gettempdir(), f"queuectl-bench-pycache-{os.getuid()}"),
+    )
+    return env
+
+
+def cli(home: Path, *args: str) -> Callable[[], object]:
+    env = environment(home)
 
     def run() -> object:
         return subprocess.run([QUEUECTL, *args], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -125,13 +138,17 @@ def measure_stats(jobs: int, runs: int) -> None:
             ("store.run_totals()", store.run_totals),
             ("store.oldest_pending_age()", store.oldest_pending_age),
             ("store.search_jobs(limit=50)", lambda: store.search_jobs(limit=50)),
-            ("search_jobs(state=dead)", lambda: store.search_jobs(state=None, limit=50)),
+            ("search_jobs(state=dead)", lambda: store.search_jobs(JobState.DEAD, limit=50)),
             ("search_jobs(text='report-99999')", lambda: store.search_jobs(text="report-99999")),
             ("search_jobs(text='no such text')", lambda: store.search_jobs(text="no such text")),
             ("queuectl stats (process wall time)", cli(home, "stats")),
             ("queuectl stats --json", cli(home, "stats", "--json")),
             ("queuectl stats --since 7d", cli(home, "stats", "--since", "7d")),
-            ("python3 -c pass (baseline)", lambda: subprocess.run([sys.executable, "-c", "pass"])),
+            (
+                "python3 -c pass (baseline)",
+                lambda: subprocess.run([sys.executable, "-c", "pass"], env=environment(home)),
+            ),
+            ("queuectl status (for comparison)", cli(home, "status")),
         ]
         for label, action in rows:
             count = runs if "text=" not in label else max(3, runs // 4)
@@ -145,8 +162,7 @@ def measure_dashboard(jobs: int, runs: int) -> None:
         home.mkdir(mode=0o700)
         seconds = build(home / "queue.db", jobs)
         port = free_port()
-        env = {**os.environ, "QUEUECTL_HOME": str(home)}
-        env.pop("QUEUECTL_DB", None)
+        env = environment(home)
         server = subprocess.Popen(
             [QUEUECTL, "dashboard", "--port", str(port)],
             env=env,
