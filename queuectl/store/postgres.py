@@ -42,6 +42,7 @@ from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
 from queuectl.store import postgres_queries as q
 from queuectl.store.postgres_connection import Applied, Connection, Link, connect
+from queuectl.store.postgres_insights import PostgresInsights
 from queuectl.store.postgres_maintenance import PostgresMaintenance
 from queuectl.store.postgres_schema import LISTEN_CHANNEL_QUERY, migrate
 
@@ -62,7 +63,7 @@ _ENQUEUE_CHUNK = 5000
 LISTEN_VARIABLE = "QUEUECTL_PG_LISTEN"
 
 
-class PostgresStore(PostgresMaintenance):
+class PostgresStore(PostgresInsights, PostgresMaintenance):
     """The store on one PostgreSQL database. Create one per thread.
 
     Every commit is synchronous, workers' too (unlike SQLite's durable=False): the
@@ -93,12 +94,13 @@ class PostgresStore(PostgresMaintenance):
         self._link.close()
 
     def maintain(self) -> None:
-        """Fold the per-state counter deltas together now and then."""
+        """Fold the per-state counter deltas and the run total deltas together now and then."""
         if time.monotonic() - self._compacted_at >= _COMPACT_INTERVAL:
             self._compact_counts()
 
     def _compact_counts(self) -> None:
         self._link.run(lambda conn: conn.execute(q.COMPACT_COUNTS))
+        self._link.run(lambda conn: conn.execute(q.COMPACT_RUN_TOTALS))
         self._compacted_at = time.monotonic()
 
     def now(self) -> datetime:

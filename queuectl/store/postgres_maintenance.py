@@ -33,7 +33,7 @@ WITH doomed AS (
 )
 DELETE FROM jobs WHERE id IN (SELECT id FROM doomed)
 """
-_VACUUM = "VACUUM (ANALYZE) jobs, runs, live_output, job_counts"
+_VACUUM = "VACUUM (ANALYZE) jobs, runs, live_output, job_counts, run_minutes, run_totals"
 _HEALTH = """
 SELECT now(), pg_database_size(current_database()),
        (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),

@@ -192,3 +192,65 @@ DELETE FROM workers WHERE id IN (
     SELECT id FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF} FOR UPDATE SKIP LOCKED
 )
 """
+
+# --- insights (postgres_insights.py) ----------------------------------------------------------
+# Figures read together: one snapshot, so they agree with each other.
+READ_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# The earliest run_at of the waiting jobs, in the runnable index ordered by priority first:
+# a loose index scan, one index seek per distinct priority instead of a walk over every
+# waiting job. The caller compares it with now().
+OLDEST_WAITING = f"""
+WITH RECURSIVE priorities (p) AS (
+    (SELECT priority FROM jobs WHERE {RUNNABLE} ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM jobs WHERE {RUNNABLE} AND priority < p
+            ORDER BY priority DESC LIMIT 1)
+    FROM priorities WHERE p IS NOT NULL
+)
+SELECT min((SELECT run_at FROM jobs WHERE {RUNNABLE} AND priority = p
+            ORDER BY priority DESC, run_at LIMIT 1)), now()
+FROM priorities WHERE p IS NOT NULL
+"""
+_COMPLETED_N = "CASE result WHEN 'completed' THEN n ELSE 0 END"
+_FAILED_N = "CASE result WHEN 'completed' THEN 0 ELSE n END"
+# Minutes since the epoch: the windows below start at such a minute.
+PER_MINUTE = f"""
+SELECT minute, sum({_COMPLETED_N})::bigint, sum({_FAILED_N})::bigint FROM run_minutes
+WHERE minute >= %s GROUP BY minute
+"""
+PER_WORKER = f"""
+SELECT worker_id, sum({_COMPLETED_N})::bigint, sum({_FAILED_N})::bigint FROM run_minutes
+WHERE minute >= %s GROUP BY worker_id
+"""
+PER_BUCKET = """
+SELECT result, bucket, sum(n)::bigint, sum(duration_sum)::bigint, max(duration_max)
+FROM run_minutes WHERE minute >= %s GROUP BY result, bucket
+"""
+# The all-time deltas summed; the last column says how many rows that took.
+RUN_TOTALS = """
+SELECT result, bucket, sum(n)::bigint, sum(duration_sum)::bigint, max(duration_max), count(*)
+FROM run_totals GROUP BY result, bucket
+"""
+# Folds the run total deltas into one row per (result, bucket), as COMPACT_COUNTS does.
+COMPACT_RUN_TOTALS = """
+WITH folded AS (
+    DELETE FROM run_totals
+    WHERE ctid = ANY (ARRAY (SELECT ctid FROM run_totals FOR UPDATE SKIP LOCKED))
+    RETURNING result, bucket, n, duration_sum, duration_max
+)
+INSERT INTO run_totals (result, bucket, n, duration_sum, duration_max)
+SELECT result, bucket, sum(n), sum(duration_sum), max(duration_max) FROM folded
+GROUP BY result, bucket
+"""
+# Jobs newest first; the caller adds WHERE conditions (state uses jobs_state_seq).
+SEARCH_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs{{where}} ORDER BY seq DESC LIMIT %s OFFSET %s"
+# Matches counted up to a limit, so a common word stays cheap.
+COUNT_MATCHES = "SELECT count(*) FROM (SELECT 1 FROM jobs{where} LIMIT %s) AS matches"
+# A search is ASCII case-insensitive whatever the database's locale: folded with translate()
+# (exact, but about 7x dearer than ILIKE), tried only on what ILIKE (case-insensitive by the
+# locale, which folds ASCII too) let through. Parameters: the pattern, lowercased, 4 times.
+_ASCII_FOLDED = "translate({column}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+_CASELESS = "({column} ILIKE %s AND " + _ASCII_FOLDED + " LIKE %s ESCAPE '\\')"
+TEXT_MATCH_CASELESS = f"({_CASELESS.format(column='id')} OR {_CASELESS.format(column='command')})"
+# Text without ASCII letters: case does not matter. Parameters: the pattern, twice.
+TEXT_MATCH = "(id LIKE %s ESCAPE '\\' OR command LIKE %s ESCAPE '\\')"

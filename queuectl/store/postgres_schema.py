@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from queuectl.errors import StoreUnavailable
+from queuectl.store.run_stats import DURATION_BOUNDS_US, STATS_RETENTION_MINUTES
 
 # pg_advisory_xact_lock key for migrations: "queuectl" in ASCII, as a positive bigint.
 MIGRATION_LOCK_KEY = 0x7175657565637470
@@ -143,8 +144,113 @@ CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl_jobs_deleted();
 """
 
+
+def _run_figures(run: str, source: str = "") -> str:
+    """A query of a finished run's figures: its minute (since the epoch), worker, result,
+    duration d in microseconds and duration bucket. `run` is "NEW" or a table alias.
+
+    Success is exit code 0 without an error. A failed run sent its job to the DLQ when
+    it is the job's latest run and the job is dead (the finish updates the job in the
+    statement that inserts the run, and AFTER triggers see that update); any other
+    failed run was followed by a retry. The same rules as sqlite_schema._run_figures.
+    """
+    ok = f"{run}.exit_code IS NOT DISTINCT FROM 0 AND {run}.error IS NULL"
+    dead = (
+        f"SELECT j.state = 'dead' AND j.runs_total = {run}.n FROM jobs j WHERE j.id = {run}.job_id"
+    )
+    buckets = " ".join(f"WHEN d <= {bound} THEN {i}" for i, bound in enumerate(DURATION_BOUNDS_US))
+    return f"""
+SELECT minute, worker, result, d, CASE {buckets} ELSE {len(DURATION_BOUNDS_US)} END AS bucket
+FROM (
+    SELECT floor(extract(epoch FROM {run}.finished_at) / 60)::bigint AS minute,
+           coalesce({run}.worker_id, '') AS worker,
+           CASE WHEN {ok} THEN 'completed'
+                WHEN coalesce(({dead}), false) THEN 'dead' ELSE 'retried' END AS result,
+           greatest(round(extract(epoch FROM {run}.finished_at - {run}.started_at) * 1000000),
+                    0)::bigint AS d
+    {source}
+) AS figures"""
+
+
+_SCHEMA_2 = f"""
+-- One row per minute, worker, result and duration bucket: a run adds 1 to its row.
+-- result: 'completed', 'retried' (failed, will run again) or 'dead' (failed into the DLQ).
+-- Keyed by worker, so concurrent finishes of different workers never share a row.
+CREATE TABLE run_minutes (
+    minute       bigint NOT NULL,    -- minutes since the epoch when the runs ended
+    worker_id    text NOT NULL,      -- '' when unknown
+    result       text NOT NULL,
+    bucket       smallint NOT NULL,  -- index into run_stats.DURATION_BOUNDS_US
+    n            bigint NOT NULL,
+    duration_sum bigint NOT NULL,    -- microseconds
+    duration_max bigint NOT NULL,
+    PRIMARY KEY (minute, worker_id, result, bucket)
+);
+-- The same over the queue's whole life, as insert-only deltas (one row per run) that
+-- `run_totals` sums and PostgresStore.maintain folds together now and then, as for
+-- job_counts: one hot row per (result, bucket) would serialize every finish of every
+-- worker on its row lock. Folding keeps the sums, so the totals never go backwards.
+CREATE TABLE run_totals (
+    result       text NOT NULL,
+    bucket       smallint NOT NULL,
+    n            bigint NOT NULL,
+    duration_sum bigint NOT NULL,    -- microseconds
+    duration_max bigint NOT NULL
+);
+
+-- Runs recorded before this migration are counted once here.
+INSERT INTO run_totals (result, bucket, n, duration_sum, duration_max)
+    SELECT result, bucket, count(*), sum(d), max(d) FROM ({_run_figures("r", "FROM runs r")}
+    ) AS old_runs
+    GROUP BY result, bucket;
+INSERT INTO run_minutes (minute, worker_id, result, bucket, n, duration_sum, duration_max)
+    SELECT minute, worker, result, bucket, count(*), sum(d), max(d) FROM ({_run_figures("r", "FROM runs r")}
+    ) AS old_runs
+    WHERE minute >= floor(extract(epoch FROM now()) / 60)::bigint - {STATS_RETENTION_MINUTES}
+    GROUP BY minute, worker, result, bucket;
+
+-- A runs row is inserted exactly once, when its run ends, in the statement that records
+-- the outcome; nothing ever subtracts, so purging jobs (and their runs) keeps the counts.
+CREATE FUNCTION queuectl_runs_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    f record;
+BEGIN
+    SELECT * INTO STRICT f FROM ({_run_figures("NEW")}
+    ) AS new_run;
+    -- Contended only by finishes of the same worker.
+    INSERT INTO run_minutes AS m (minute, worker_id, result, bucket, n, duration_sum,
+                                  duration_max)
+        VALUES (f.minute, f.worker, f.result, f.bucket, 1, f.d, f.d)
+        ON CONFLICT (minute, worker_id, result, bucket) DO UPDATE SET
+            n = m.n + 1, duration_sum = m.duration_sum + excluded.duration_sum,
+            duration_max = greatest(m.duration_max, excluded.duration_max);
+    -- Appending never waits.
+    INSERT INTO run_totals (result, bucket, n, duration_sum, duration_max)
+        VALUES (f.result, f.bucket, 1, f.d, f.d);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER runs_stats AFTER INSERT ON runs
+    FOR EACH ROW EXECUTE FUNCTION queuectl_runs_inserted();
+
+-- A new key appears a few times a minute: the moment to drop minutes past the retention.
+-- SKIP LOCKED: two finishes pruning at once never wait for (or deadlock with) each other.
+CREATE FUNCTION queuectl_run_minutes_prune() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM run_minutes
+    WHERE ctid = ANY (ARRAY (SELECT ctid FROM run_minutes
+                             WHERE minute < NEW.minute - {STATS_RETENTION_MINUTES}
+                             FOR UPDATE SKIP LOCKED));
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER run_minutes_prune AFTER INSERT ON run_minutes
+    FOR EACH ROW EXECUTE FUNCTION queuectl_run_minutes_prune();
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _SCHEMA_1),
+    (2, "run statistics: per-minute and all-time counters kept by triggers", _SCHEMA_2),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

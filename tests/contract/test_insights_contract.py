@@ -1,7 +1,7 @@
 """The insights contract (statistics, totals, job search), against the `store` fixture only.
 
-Every backend that implements queuectl.store.insights.Insights runs this file
-unchanged; a backend that does not yet is skipped with the reason.
+Every backend implements queuectl.store.insights.Insights and runs this file
+unchanged; a backend without it fails here rather than being skipped.
 """
 
 from __future__ import annotations
@@ -11,17 +11,16 @@ import pytest
 from queuectl.domain import JobState
 from queuectl.errors import InvalidInput
 from queuectl.store import Store
-from queuectl.store.insights import Insights, InsightsStore
+from queuectl.store.insights import InsightsStore, with_insights
 from tests.helpers import SUCCESS, fail, new_job, wait_until, worker_info
 
 
 @pytest.fixture
 def insights(store: Store) -> InsightsStore:
-    if not isinstance(store, Insights):
-        pytest.skip(f"{type(store).__name__} does not implement the Insights protocol yet")
-    store.register_worker(worker_info("w-1"))
-    store.register_worker(worker_info("w-2"))
-    return store
+    found = with_insights(store)  # every backend implements it: OperationFailed otherwise
+    found.register_worker(worker_info("w-1"))
+    found.register_worker(worker_info("w-2"))
+    return found
 
 
 def run_one(store: InsightsStore, worker: str, *, succeed: bool) -> str:
