@@ -17,9 +17,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote, urlencode
 
 import pytest
 
+from queuectl.paths import DatabaseLocation
 from tests.e2e.worker_helpers import Queue
 from tests.helpers import CliResult, queuectl_executable
 
@@ -259,3 +261,24 @@ def enqueue_file(
 
 def status(queue: Queue, env: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     return dict(json.loads(queue.cli("status", "--json", env=dict(env or {})).stdout))
+
+
+def cli_database(location: DatabaseLocation) -> str:
+    """QUEUECTL_DB for the executable: a path, or a postgresql:// URL. (The test stores'
+    PostgreSQL address is a keyword=value conninfo, which the CLI takes for a file name.)"""
+    if location.kind != "postgresql":
+        return location.path or ""
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert location.dsn is not None
+    params = {key: str(value) for key, value in conninfo_to_dict(location.dsn).items()}
+    user = quote(params.pop("user", ""), safe="")
+    password = params.pop("password", None)
+    credentials = (
+        f"{user}:{quote(password, safe='')}@" if password else (f"{user}@" if user else "")
+    )
+    host = params.pop("host", "localhost")
+    port = params.pop("port", "5432")
+    dbname = quote(params.pop("dbname", ""), safe="")
+    query = urlencode(params, quote_via=quote)
+    return f"postgresql://{credentials}{host}:{port}/{dbname}" + (f"?{query}" if query else "")

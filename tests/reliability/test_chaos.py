@@ -21,11 +21,14 @@ import time
 from collections import Counter, defaultdict
 
 from queuectl.domain import JobState, Run
-from queuectl.store.sqlite import SqliteStore
-from tests.e2e.worker_helpers import Queue, processes_of_home, sleepers, unique_token
+from queuectl.store import Store
+from tests.conftest import StoreFactory
+from tests.e2e.worker_helpers import FAST_CONFIG, Queue, processes_of_home, sleepers, unique_token
 from tests.reliability.helpers import (
     SOAK,
+    cli_database,
     cli_environment,
+    enqueue_file,
     job_processes,
     log_problems,
     popen_cli,
@@ -45,27 +48,30 @@ LOST = "worker lost"
 KILLED_SLEEP = "exited with code 137"
 
 
-def _finished(store: SqliteStore) -> bool:
+def _finished(store: Store) -> bool:
     counts = store.counts()
     return counts[JobState.COMPLETED] + counts[JobState.DEAD] == JOBS
 
 
 def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
-    queue: Queue,
+    queue: Queue, store_factory: StoreFactory
 ) -> None:
+    """Every backend: SQLite always, PostgreSQL where QUEUECTL_TEST_PG_URL is set (CI)."""
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    queue.configure(max_retries=MAX_RETRIES)  # lease 2 s, poll 0.2 s, backoff base 1: FAST_CONFIG
+    store = store_factory()
+    env = {"QUEUECTL_DB": cli_database(store_factory.location)}
+    for key, value in {**FAST_CONFIG, "max_retries": str(MAX_RETRIES)}.items():
+        store.set_config(key, value)  # lease 2 s, poll 0.2 s, backoff base 1
     out = queue.files / "ran"
     ids = [f"c{n:05d}" for n in range(JOBS)]
-    queue.enqueue_many([{"id": job_id, "command": COMMAND.format(out=out)} for job_id in ids])
-    store = SqliteStore(queue.db_path)
+    enqueue_file(queue, [{"id": job_id, "command": COMMAND.format(out=out)} for job_id in ids], env)
     starters: list[subprocess.Popen[bytes]] = []
     starter_log = queue.files / "starters.log"
     worker_kills = job_kills = 0
     began = time.monotonic()
     try:
-        queue.start(WORKERS)
+        queue.start(WORKERS, env=dict(env))
         next_tick = time.monotonic()
         while time.monotonic() - began < CHAOS_SECONDS and not _finished(store):
             next_tick += KILL_EVERY
@@ -86,12 +92,21 @@ def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
                         job_kills += 1
             starters = _reap(starters)
             for _ in range(WORKERS - len(live) - len(starters)):
-                starters.append(popen_cli(queue.home, "worker", "start", output=starter_log))
+                starters.append(
+                    popen_cli(queue.home, "worker", "start", output=starter_log, env=env)
+                )
             time.sleep(max(0.0, next_tick - time.monotonic()))
         chaos_seconds = time.monotonic() - began
         for starter in starters:
             assert starter.wait(timeout=60) == 0, starter_log.read_text()
-        queue.wait(lambda: _finished(store), 180, "every job to be completed or dead")
+        try:
+            queue.wait(lambda: _finished(store), 180, "every job to be completed or dead")
+        except AssertionError as exc:
+            stuck = store.list_jobs(JobState.PROCESSING) + store.list_jobs(JobState.FAILED)
+            raise AssertionError(
+                f"{str(exc)[-3000:]}\ncounts {store.counts()}\nworkers {store.list_workers()}"
+                f"\nnot final {[(j.id, j.state.value, j.worker_id, j.run_at) for j in stuck][:10]}"
+            ) from None
         total_seconds = time.monotonic() - began
         # The scratch of each killed worker is swept once its recovery is done.
         run_dir = queue.home / "run"
@@ -100,7 +115,7 @@ def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
             30,
             "the killed workers' scratch directories to be swept",
         )
-        queue.cli("worker", "stop", "--timeout", "60", timeout=90)
+        queue.cli("worker", "stop", "--timeout", "60", env=dict(env), timeout=90)
         assert list(run_dir.iterdir()) == []
 
         counts = store.counts()
@@ -113,7 +128,6 @@ def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
             if starter.poll() is None:
                 starter.kill()
                 starter.wait()
-        store.close()
 
     lines = [line.split() for line in out.read_text().splitlines()]
     appended = Counter((job_id, int(run_no)) for job_id, run_no in lines)
@@ -155,8 +169,9 @@ def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
     queue.wait(lambda: not processes_of_home(queue.home), 15, "no process of the queue left")
     assert log_problems(queue.home, ("Traceback",)) == []
     report(
-        "chaos",
+        f"chaos-{store_factory.backend}",
         {
+            "backend": store_factory.backend,
             "seed": seed,
             "jobs": JOBS,
             "workers": WORKERS,
