@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from queuectl.domain import JobState, NewJob, Outcome, OutcomeKind, WorkerInfo
+from queuectl.domain import NewJob, Outcome, OutcomeKind, WorkerInfo
 from queuectl.store.sqlite import SqliteStore
 
 QUEUECTL = str(Path(sys.executable).parent / "queuectl")

@@ -68,7 +68,7 @@ def test_graceful_stop_finishes_the_job_and_claims_nothing_new(queue: Queue) -> 
 
 
 def test_worker_stop_waits_until_the_worker_recorded_its_job_and_exited(queue: Queue) -> None:
-    first = queue.enqueue("sleep 1", priority=10)
+    first = queue.enqueue("sleep 4", priority=10)  # outlasts a slow `worker stop` start-up
     second = queue.enqueue("true")
     [pid] = queue.start(1)
     queue.wait_job(first, "processing")
