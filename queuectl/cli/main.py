@@ -118,6 +118,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON")
         return sub
 
+    def group(name: str, help_text: str) -> Any:
+        """A command with actions of its own (`worker start`, `dlq retry`, ...)."""
+        parent = command(commands, name, "", help_text)
+        actions = parent.add_subparsers(
+            dest=f"{name}_command", metavar="ACTION", parser_class=_Parser, prog=f"queuectl {name}"
+        )
+        actions.required = True
+        return actions
+
     if wanted("init-db"):
         command(commands, "init-db", "queuectl.cli.jobs:init_db", "create or migrate the database")
 
@@ -134,11 +143,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print the ids as JSON")
 
     if wanted("worker"):
-        workers = command(commands, "worker", "", "start or stop workers")
-        worker_commands = workers.add_subparsers(
-            dest="worker_command", metavar="ACTION", parser_class=_Parser, prog="queuectl worker"
-        )
-        worker_commands.required = True
+        worker_commands = group("worker", "start or stop workers")
         sub = command(worker_commands, "start", "queuectl.cli.workers:start", "start workers")
         sub.add_argument(
             "--count", "-c", type=_positive_int, default=1, help="how many (default 1)"
@@ -189,11 +194,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("--follow", action="store_true", help="stream until the run ends")
 
     if wanted("dlq"):
-        dlq = command(commands, "dlq", "", "the dead letter queue")
-        dlq_commands = dlq.add_subparsers(
-            dest="dlq_command", metavar="ACTION", parser_class=_Parser, prog="queuectl dlq"
-        )
-        dlq_commands.required = True
+        dlq_commands = group("dlq", "the dead letter queue")
         command(dlq_commands, "list", "queuectl.cli.jobs:dlq_list", "list dead jobs", True)
         sub = command(
             dlq_commands, "retry", "queuectl.cli.jobs:dlq_retry", "move dead jobs to pending"
@@ -202,11 +203,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("--all", action="store_true", help="every dead job")
 
     if wanted("config"):
-        config = command(commands, "config", "", "persistent settings")
-        config_commands = config.add_subparsers(
-            dest="config_command", metavar="ACTION", parser_class=_Parser, prog="queuectl config"
-        )
-        config_commands.required = True
+        config_commands = group("config", "persistent settings")
         command(config_commands, "list", "queuectl.cli.settings:config_list", "every key", True)
         sub = command(config_commands, "get", "queuectl.cli.settings:config_get", "one key")
         sub.add_argument("key", metavar="KEY")
