@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.worker_helpers import Queue, is_running, processes_of_home
+from tests.e2e.worker_helpers import Queue, is_running, parse_pids, processes_of_home
 from tests.helpers import (
     CliResult,
     assert_error,
@@ -53,7 +53,9 @@ def _marker_job(markers: Path, job_id: str, seconds: float = 0.0, pad: int = 0) 
     return {"id": job_id, "command": f"{sleep}touch {markers / job_id}{comment}"}
 
 
-def _completed_without_running(queue: Queue, markers: Path, env: dict[str, str | None]) -> list:
+def _completed_without_running(
+    queue: Queue, markers: Path, env: dict[str, str | None] | None = None
+) -> list[str]:
     listed = queue.cli("list", "--state", "completed", "--json", env=env)
     return [job["id"] for job in json.loads(listed.stdout) if not (markers / job["id"]).exists()]
 
@@ -123,7 +125,7 @@ def test_a_disk_filling_up_under_running_workers(queue: Queue, small_disk: Path)
     for key, value in FAST.items():
         queue.cli("config", "set", key, value, env=env)
     enqueue_file(queue, [_marker_job(markers, f"r{n:03d}", 0.02) for n in range(100)], env=env)
-    pids = [int(p) for p in _pids(queue.cli("worker", "start", "--count", "2", env=env).stdout)]
+    pids = parse_pids(queue.cli("worker", "start", "--count", "2", env=env).stdout)
     queue.wait(lambda: len(list(markers.iterdir())) >= 10, 30, "some jobs to run")
 
     with open(small_disk / "filler", "wb") as filler:
@@ -146,10 +148,6 @@ def test_a_disk_filling_up_under_running_workers(queue: Queue, small_disk: Path)
     queue.wait(lambda: status(queue, env)["jobs"]["completed"] == 100, 60, "every job to complete")
     assert _completed_without_running(queue, markers, env) == []
     queue.cli("worker", "stop", "--timeout", "30", env=env, timeout=60)
-
-
-def _pids(text: str) -> list[str]:
-    return text.split("[", 1)[1].split("]", 1)[0].replace(",", " ").split()
 
 
 # --- a read-only mount -------------------------------------------------------------------
