@@ -110,11 +110,13 @@ def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
         total_seconds = time.monotonic() - began
         # The scratch of each killed worker is swept once its recovery is done.
         run_dir = queue.home / "run"
-        queue.wait(
-            lambda: {p.name for p in run_dir.iterdir()} <= {w.id for w in store.list_workers()},
-            30,
-            "the killed workers' scratch directories to be swept",
-        )
+
+        def only_live_scratch() -> bool:
+            live = set(worker_processes(queue.home))
+            alive = {w.id for w in store.list_workers() if w.pid in live}
+            return {p.name for p in run_dir.iterdir()} <= alive
+
+        queue.wait(only_live_scratch, 30, "the killed workers' scratch directories to be swept")
         queue.cli("worker", "stop", "--timeout", "60", env=dict(env), timeout=90)
         assert list(run_dir.iterdir()) == []
 
