@@ -330,7 +330,7 @@ def test_a_config_value_is_canonical_or_rejected(key: str, text: str) -> None:
     assert effective_values({key: canonical})[key] == canonical
     value = getattr(Config.from_stored({key: canonical}), key)
     assert math.isfinite(value)
-    assert value == float(setting.parse(canonical))
+    assert value == setting.parse(canonical)  # exact: integers stay integers
 
 
 # --- flags ---------------------------------------------------------------------------------------
