@@ -86,6 +86,11 @@ class BucketRow(NamedTuple):
     duration_max: float  # seconds
 
 
+def bucket_rows_from_micros(rows: Iterable[Sequence[Any]]) -> list[BucketRow]:
+    """Both stores keep durations in microseconds: (result, bucket, n, sum, max, ...)."""
+    return [BucketRow(row[0], row[1], row[2], row[3] / 1e6, row[4] / 1e6) for row in rows]
+
+
 class RunTotals(NamedTuple):
     """Finished runs by result, with their durations. All-time totals never decrease
     (purging keeps them); the same type describes the runs of a window."""

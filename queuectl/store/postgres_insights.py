@@ -40,7 +40,7 @@ class PostgresInsights:
         def _compact_counts(self) -> None: ...
 
     def stats(self, window_seconds: float) -> QueueStats:
-        from queuectl.store.insights import BucketRow, build_stats, check_window
+        from queuectl.store.insights import bucket_rows_from_micros, build_stats, check_window
         from queuectl.timeutil import from_micros, to_micros
 
         check_window(window_seconds)
@@ -67,20 +67,17 @@ class PostgresInsights:
             bounds=DURATION_BOUNDS_SECONDS,
             minute_rows=minutes,
             worker_rows=workers,
-            bucket_rows=[
-                BucketRow(result, bucket, n, total / 1e6, longest / 1e6)
-                for result, bucket, n, total, longest in buckets
-            ],
+            bucket_rows=bucket_rows_from_micros(buckets),
         )
 
     def run_totals(self) -> RunTotals:
-        from queuectl.store.insights import BucketRow, summarize
+        from queuectl.store.insights import bucket_rows_from_micros, summarize
 
         rows = self._link.run(lambda conn: conn.execute(q.RUN_TOTALS).fetchall())
         if sum(row[5] for row in rows) > _COMPACT_ROWS:
             self._link.run(lambda conn: conn.execute(q.COMPACT_RUN_TOTALS))
         return summarize(
-            [BucketRow(r, b, n, total / 1e6, longest / 1e6) for r, b, n, total, longest, _ in rows],
+            bucket_rows_from_micros(rows),
             DURATION_BOUNDS_SECONDS,
         )
 

@@ -100,7 +100,7 @@ class SqliteInsights:
 
     @_translating
     def stats(self, window_seconds: float) -> QueueStats:
-        from queuectl.store.insights import BucketRow, build_stats, check_window
+        from queuectl.store.insights import bucket_rows_from_micros, build_stats, check_window
         from queuectl.timeutil import from_micros
 
         check_window(window_seconds)
@@ -123,21 +123,18 @@ class SqliteInsights:
             bounds=DURATION_BOUNDS_SECONDS,
             minute_rows=minute_rows,
             worker_rows=worker_rows,
-            bucket_rows=[
-                BucketRow(result, bucket, n, total / 1e6, longest / 1e6)
-                for result, bucket, n, total, longest in bucket_rows
-            ],
+            bucket_rows=bucket_rows_from_micros(bucket_rows),
         )
 
     @_translating
     def run_totals(self) -> RunTotals:
-        from queuectl.store.insights import BucketRow, summarize
+        from queuectl.store.insights import bucket_rows_from_micros, summarize
 
         rows = self._conn.execute(
             "SELECT result, bucket, n, duration_sum, duration_max FROM run_totals"
         ).fetchall()
         return summarize(
-            [BucketRow(r, b, n, total / 1e6, longest / 1e6) for r, b, n, total, longest in rows],
+            bucket_rows_from_micros(rows),
             DURATION_BOUNDS_SECONDS,
         )
 
