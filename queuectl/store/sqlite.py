@@ -632,7 +632,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
                 ).fetchone()
                 recorded = row is not None
                 if row is not None:
-                    self._record_attempt(
+                    self._record_failure(
                         conn, run, row[0], row[1], outcome, now, output, output_total
                     )
             next_claim = self._claim_locked(conn, job.worker_id, now) if claim_next else None
@@ -686,7 +686,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
         # Writes a page only when a long run published live output.
         conn.execute("DELETE FROM live_output WHERE job_id = ?", (run.job_id,))
 
-    def _record_attempt(
+    def _record_failure(
         self,
         conn: sqlite3.Connection,
         run: _RunInProgress,
@@ -697,17 +697,15 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
         output: bytes | None,
         output_total: int | None = None,
     ) -> None:
+        """A failed attempt (successes take _record_success): retry after backoff, or dead."""
         attempts += 1
-        if outcome.succeeded:
-            state, run_at = JobState.COMPLETED, None
-        else:
-            config = self.config()
-            decision = decide_after_failure(
-                attempts, max_retries, config.backoff_base, config.backoff_max
-            )
-            state, run_at = decision.state, now + int(decision.delay * 1_000_000)
+        config = self.config()
+        decision = decide_after_failure(
+            attempts, max_retries, config.backoff_base, config.backoff_max
+        )
+        state, run_at = decision.state, now + int(decision.delay * 1_000_000)
         conn.execute(
-            "UPDATE jobs SET state = ?, attempts = ?, run_at = coalesce(?, run_at), exit_code = ?,"
+            "UPDATE jobs SET state = ?, attempts = ?, run_at = ?, exit_code = ?,"
             " last_error = ?, updated_at = ?, started_at = NULL WHERE id = ?",
             (state.value, attempts, run_at, outcome.exit_code, outcome.error, now, run.job_id),
         )
@@ -750,7 +748,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
                     (job_id, run_no),
                 ).fetchone()
                 output, total = live if live else (None, None)
-                self._record_attempt(conn, run, attempts, max_retries, lost, now, output, total)
+                self._record_failure(conn, run, attempts, max_retries, lost, now, output, total)
                 recovered.append(job)
             conn.execute("DELETE FROM workers WHERE heartbeat_at < ?", (cutoff,))
         return recovered
