@@ -171,6 +171,29 @@ class FinishResult(NamedTuple):
     next_claim: Claim | None = None
 
 
+class FinishedRun(NamedTuple):
+    """A run that ended and whose outcome the worker has yet to record (see Store.settle)."""
+
+    claim: Claim
+    outcome: Outcome
+    output: bytes | None
+    output_total: int | None
+    started_at: datetime
+    finished_at: datetime
+
+
+class Settled(NamedTuple):
+    claims: list[Claim]  # newly claimed, in the order to run them
+    discarded: list[FinishedRun]  # lease lost: another worker owns these jobs now
+
+
+class LostRun(enum.Enum):
+    """What recovery learned of a lost worker's job (see Store.recover_expired)."""
+
+    LOST = "lost"  # it may have run: a failed attempt, "worker lost"
+    NOT_STARTED = "not_started"  # claimed but never started: runnable again, no attempt
+
+
 class WorkerInfo(NamedTuple):
     id: str
     host: str

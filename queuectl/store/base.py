@@ -15,24 +15,32 @@ from typing import Protocol
 from queuectl.domain import (
     Claim,
     Diagnostic,
+    FinishedRun,
     FinishResult,
     HeartbeatReply,
     Job,
     JobState,
+    LostRun,
     NewJob,
     Outcome,
     RecoveredJob,
     Run,
     RunOutput,
+    Settled,
     WorkerInfo,
 )
 from queuectl.settings import Config
+
+# What a recoverer learned of a lost run: see Store.recover_expired.
+LostRunFate = Outcome | LostRun | None
 
 
 class Store(Protocol):
     """Everything queuectl keeps. Methods raise queuectl.errors types only."""
 
     description: str  # where the data is, safe to print
+    # How many jobs a worker may claim at once (settle's claim_up_to); 1: one at a time.
+    max_claim_batch: int
 
     def close(self) -> None: ...
 
@@ -180,12 +188,31 @@ class Store(Protocol):
         """
         ...
 
+    def settle(
+        self,
+        worker_id: str,
+        finished: Sequence[FinishedRun],
+        release: Sequence[Claim],
+        claim_up_to: int,
+    ) -> Settled:
+        """In one transaction: record `finished` outcomes (each fenced like finish()),
+        give back the unstarted `release` claims, and claim up to `claim_up_to` jobs.
+
+        The batched form of finish(claim_next=True), for a worker running many short
+        jobs. A store may claim fewer than asked (PostgreSQL: at most one).
+        """
+        ...
+
     def recover_expired(
-        self, lease_seconds: float, end_processes: Callable[[RecoveredJob], None]
+        self, lease_seconds: float, end_processes: Callable[[RecoveredJob], LostRunFate]
     ) -> list[RecoveredJob]:
         """Take back jobs whose worker stopped heart-beating: a failed attempt, "worker lost".
 
         `end_processes` is called for each such job before it becomes runnable
         again, so the caller can end the lost run's processes on its own host.
+        What it returns says what became of the run, where the caller could tell
+        (SQLite; PostgreSQL treats every run as lost): None or LostRun.LOST, a
+        failed attempt; LostRun.NOT_STARTED, runnable again with no attempt; an
+        Outcome, the run ended so and only its recording was lost.
         """
         ...

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from queuectl.domain import (
     Claim,
+    FinishedRun,
     FinishResult,
     HeartbeatReply,
     Job,
@@ -35,12 +36,14 @@ from queuectl.domain import (
     RecoveredJob,
     Run,
     RunOutput,
+    Settled,
     WorkerInfo,
 )
 from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound, StoreUnavailable, WrongState
 from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
 from queuectl.store import postgres_queries as q
+from queuectl.store.base import LostRunFate
 from queuectl.store.postgres_connection import Applied, Connection, Link, connect
 from queuectl.store.postgres_insights import PostgresInsights
 from queuectl.store.postgres_maintenance import PostgresMaintenance
@@ -70,6 +73,10 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
     server can crash while the workers live on, and a forgotten finish would leave
     its job `processing` under a live worker, never recovered.
     """
+
+    # One job at a time: PostgreSQL's claim is one round trip, and a lost worker's
+    # jobs are recovered from any host, where its notes of what it started are unseen.
+    max_claim_batch = 1
 
     def __init__(self, dsn: str, *, display_url: str) -> None:
         self.description = display_url
@@ -356,6 +363,35 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
 
         return self._link.run(record, committed)
 
+    def settle(
+        self,
+        worker_id: str,
+        finished: Sequence[FinishedRun],
+        release: Sequence[Claim],
+        claim_up_to: int,
+    ) -> Settled:
+        # Outcomes one by one; the last one and the next claim share a transaction.
+        discarded: list[FinishedRun] = []
+        claims: list[Claim] = []
+        claim_tried = False
+        for index, done in enumerate(finished):
+            claim_next = claim_up_to > 0 and not release and index == len(finished) - 1
+            result = self.finish(
+                done.claim, done.outcome, done.output, done.output_total, claim_next=claim_next
+            )
+            claim_tried = claim_tried or claim_next
+            if not result.recorded:
+                discarded.append(done)
+            if result.next_claim is not None:
+                claims.append(result.next_claim)
+        for claim in release:
+            self.release(claim)
+        if claim_up_to > 0 and not claim_tried:
+            fresh = self.claim(worker_id)
+            if fresh is not None:
+                claims.append(fresh)
+        return Settled(claims, discarded)
+
     def _record_params(
         self,
         job_id: str,
@@ -394,7 +430,7 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         }
 
     def recover_expired(
-        self, lease_seconds: float, end_processes: Callable[[RecoveredJob], None]
+        self, lease_seconds: float, end_processes: Callable[[RecoveredJob], LostRunFate]
     ) -> list[RecoveredJob]:
         lease = {"lease": lease_seconds}
         lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
@@ -408,7 +444,9 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
                 for row in rows:
                     job_id, worker_id, runs_total, attempts, max_retries, started = row[:6]
                     job = RecoveredJob(job_id, runs_total, worker_id, *row[6:])
-                    end_processes(job)  # before the job can be claimed again
+                    # Before the job can be claimed again. What it says of the run is
+                    # not used: the caller may be on another host (see settle()).
+                    end_processes(job)
                     params = self._record_params(
                         job_id, runs_total, worker_id, started, attempts, max_retries, lost,
                         None, None,

@@ -26,6 +26,8 @@ _MAX_INLINE_COMMAND = 100_000
 _CAP_CHECK_SECONDS = 0.1
 # Between SIGTERM and SIGKILL when a job is timed out or interrupted.
 KILL_GRACE_SECONDS = 2.0
+# A job running this long is not a short one: `on_slow` is called (see Executor.run).
+SLOW_SECONDS = 0.02
 
 # Never passed to jobs: it may hold a database password.
 _WITHHELD_VARIABLES = ("QUEUECTL_DB",)
@@ -46,11 +48,14 @@ def job_environment(job: Job, run_no: int) -> Iterator[None]:
 
     The child then inherits the environment as it is (Popen env=None), which
     spares encoding every variable for every job (about 100 us a job). Only
-    the worker's main thread spawns jobs; the previous values come back after.
+    the worker's main thread spawns jobs. The job's own variables are put back
+    as they were after; QUEUECTL_JOB_ID and QUEUECTL_ATTEMPT stay, every job
+    sets its own.
     """
-    overrides = {**job.env, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(run_no)}
-    saved = {key: os.environ.get(key) for key in overrides}
-    os.environ.update(overrides)
+    saved = {key: os.environ.get(key) for key in job.env}
+    os.environ.update(job.env)
+    os.environ["QUEUECTL_JOB_ID"] = job.id
+    os.environ["QUEUECTL_ATTEMPT"] = str(run_no)
     try:
         yield
     finally:
@@ -81,9 +86,14 @@ class Executor:
         self,
         job: Job,
         run_no: int,
-        on_started: Callable[[int], None],
+        on_slow: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Run the job to an outcome; its output is in `self.capture`."""
+        """Run the job to an outcome; its output is in `self.capture`.
+
+        `on_slow` is called once, while the job runs, if it runs SLOW_SECONDS: the
+        worker then records what it has pending rather than hold it for the job's
+        whole run.
+        """
         if not os.path.isdir(job.cwd):
             return Outcome(
                 OutcomeKind.FAILED_TO_START,
@@ -117,14 +127,20 @@ class Executor:
         finally:
             os.close(output_fd)
         try:
-            on_started(process.pid)
-            return self._wait(process, job.timeout)
+            return self._wait(process, job.timeout, on_slow)
         finally:
             if script is not None:
                 script.unlink(missing_ok=True)
 
-    def _wait(self, process: subprocess.Popen[bytes], timeout: float) -> Outcome:
-        deadline = time.monotonic() + timeout if timeout > 0 else None
+    def _wait(
+        self,
+        process: subprocess.Popen[bytes],
+        timeout: float,
+        on_slow: Callable[[], None] | None,
+    ) -> Outcome:
+        started = time.monotonic()
+        deadline = started + timeout if timeout > 0 else None
+        slow_at = started + SLOW_SECONDS if on_slow is not None else None
         pidfd = os.pidfd_open(process.pid)
         try:
             poller = select.poll()
@@ -142,9 +158,14 @@ class Executor:
                 step = (
                     _CAP_CHECK_SECONDS if remaining is None else min(remaining, _CAP_CHECK_SECONDS)
                 )
+                if slow_at is not None:
+                    step = min(step, max(0.0, slow_at - time.monotonic()))
                 events = poller.poll(max(1, int(step * 1000) + 1))
                 if any(fd == pidfd for fd, _ in events):
                     break
+                if slow_at is not None and on_slow is not None and time.monotonic() >= slow_at:
+                    slow_at = None
+                    on_slow()
                 _drain(self._wakeup_fd)
                 self.capture.enforce_cap()
             # The leader has exited but is not reaped yet, so its number cannot be reused:

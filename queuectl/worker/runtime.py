@@ -9,7 +9,9 @@ only set flags.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -17,17 +19,28 @@ import shutil
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
-from queuectl.domain import Claim, HeartbeatReply, JobState, RecoveredJob, WorkerInfo
+from queuectl.domain import (
+    Claim,
+    FinishedRun,
+    HeartbeatReply,
+    JobState,
+    LostRun,
+    Outcome,
+    OutcomeKind,
+    RecoveredJob,
+    WorkerInfo,
+)
 from queuectl.errors import QueuectlError
-from queuectl.store.base import Store
+from queuectl.store.base import LostRunFate, Store
 from queuectl.worker import procinfo
-from queuectl.worker.executor import Executor
+from queuectl.worker.executor import SLOW_SECONDS, Executor
 from queuectl.worker.output import OutputCapture
 
 log = logging.getLogger("queuectl.worker")
@@ -35,8 +48,12 @@ log = logging.getLogger("queuectl.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # `worker stop --force`: interrupt the running job at once.
 FORCE_SIGNAL = signal.SIGUSR1
-# In the worker's scratch directory: "RUN PID JOB_ID" of the job process running now.
+# In the worker's scratch directory: "RUN 0 JOB_ID\n" of the job started last, written
+# before it starts (the 0 stands where the pid once was; what follows the line is stale).
 RUN_FILE = "current-run"
+# Also there: the outcomes of runs that ended and are not yet recorded in the store, one
+# JSON line each, so that a recoverer records them should the worker die (see settle()).
+FINISHED_FILE = "finished"
 # Also there: which database the worker serves (one QUEUECTL_HOME may serve several).
 DATABASE_FILE = "database"
 # Jobs purged per heartbeat tick under the `retention` setting: a short transaction.
@@ -88,7 +105,15 @@ class Worker:
         self.flags = StopFlags()
         self.scratch = scratch_root / worker_id
         self._run_file = -1
+        self._finished_file = -1
         self._running: tuple[Claim, float] | None = None  # read by the heartbeat thread
+        # Claimed in one go with others and not yet started, and when they were claimed.
+        self._held: deque[Claim] = deque()
+        self._held_since = 0.0
+        # Ended, outcome not yet recorded: the next settle() records them all at once.
+        self._finished: list[FinishedRun] = []
+        # When the heartbeat thread last renewed the lease (time.monotonic()).
+        self._renewed_at = 0.0
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pid = os.getpid()
         self.info = WorkerInfo(
@@ -121,6 +146,7 @@ class Worker:
         # Registered before anything is created: a worker that cannot even register
         # (full disk, read-only or corrupt database) leaves no scratch files behind.
         self.store.register_worker(self.info)
+        self._renewed_at = time.monotonic()
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.scratch / DATABASE_FILE).write_text(self.store.description)
         self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
@@ -130,34 +156,85 @@ class Worker:
         )
         # Held for life, frozen or not: no other worker sweeps this scratch away.
         fcntl.flock(self._run_file, fcntl.LOCK_EX)
+        self._finished_file = os.open(
+            self.scratch / FINISHED_FILE,
+            os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
+            0o600,
+        )
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
         done = 0
-        claim: Claim | None = None
+        # Claims per settle(): doubles while jobs end within SLOW_SECONDS, back to 1
+        # after a slow one or an idle spell. Long jobs are claimed one at a time, so a
+        # job never waits behind another worker's long one.
+        batch = 1
         try:
             while not self.flags.stop.is_set():
-                if claim is None:
-                    claim = self.store.claim(self.id)
-                if claim is None:
-                    if burst:
-                        break
-                    self._idle()
+                if not self._held:
+                    self._settle(claim_up_to=batch)
+                    if not self._held:
+                        if burst:
+                            break
+                        batch = 1
+                        self._idle()
+                        continue
+                elif not self._lease_fresh():
+                    # Frozen or starved past half a lease: the held jobs may have been
+                    # taken back by a recoverer. Give them back (fenced) rather than run them.
+                    self._settle(claim_up_to=0, release=True)
                     continue
-                claim = self._run_claim(executor, claim)
+                short = self._run_claim(executor, self._held.popleft())
                 done += 1
-            if claim is not None:
-                # Claimed together with the last outcome, just as the stop came: not started.
-                self.store.release(claim)
+                batch = min(batch * 2, self.store.max_claim_batch) if short else 1
+            # Stopping: record what ran, give back what was claimed and not started.
+            self._settle(claim_up_to=0, release=True)
         finally:
             self.flags.stop.set()
             heartbeat.join(timeout=5)
             os.close(self._run_file)
+            os.close(self._finished_file)
             shutil.rmtree(self.scratch, ignore_errors=True)
             # Last: with a failing database this raises, and the scratch is gone already.
             self.store.unregister_worker(self.id)
             log.info("worker %s stopped after %d job(s)", self.id, done)
         return done
+
+    def _lease_fresh(self) -> bool:
+        lease = self.store.config().lease_seconds
+        return time.monotonic() - self._renewed_at < lease / 2
+
+    def _settle(self, *, claim_up_to: int, release: bool = False) -> None:
+        """Record the finished runs, give back the held claims (with `release`), and claim
+        up to `claim_up_to` jobs: one transaction."""
+        released = list(self._held) if release else []
+        settled = self.store.settle(self.id, self._finished, released, claim_up_to)
+        self._finished = []
+        if release:
+            self._held.clear()
+        # Should this fail, the lines left name runs no longer processing: a recoverer
+        # skips them.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._finished_file, 0)
+        for lost in settled.discarded:
+            log.warning(
+                "outcome of job %s run %d discarded: the lease was lost and the job taken over",
+                lost.claim.job.id,
+                lost.claim.run_no,
+            )
+        if settled.claims:
+            self._held.extend(settled.claims)
+            self._held_since = time.monotonic()
+
+    def _settle_while_running(self) -> None:
+        """A job turned out slow: record what is pending and let others have the held
+        jobs, rather than keep them waiting for this one."""
+        if not self._finished and not self._held:
+            return
+        try:
+            self._settle(claim_up_to=0, release=True)
+        except QueuectlError as exc:
+            log.warning("could not record finished runs while a job runs: %s", exc)
 
     def _idle(self) -> None:
         config = self.store.config()
@@ -168,36 +245,34 @@ class Worker:
             timeout = max(0.0, min(timeout, until_next))
         self.store.wait_for_jobs(timeout, self.flags.stop.is_set)
 
-    def _run_claim(self, executor: Executor, claim: Claim) -> Claim | None:
-        """Run the job, record its outcome and, unless stopping, claim the next one."""
+    def _run_claim(self, executor: Executor, claim: Claim) -> bool:
+        """Run the job and keep its outcome for the next settle(). True if it was short."""
         job = claim.job
         log.debug("run %d of job %s started", claim.run_no, job.id)
-
-        def on_started(pid: int) -> None:
-            # A local note, not a database write: only a recoverer on this host can use it.
-            note = f"{claim.run_no} {pid} {job.id}".encode()
-            os.pwrite(self._run_file, note, 0)
-            os.ftruncate(self._run_file, len(note))
-
+        # Noted before it starts: a recoverer then knows that the jobs this worker
+        # holds and did not note never started (see _end_lost_run). Its pid is not
+        # noted (two system calls a job): a recoverer finds the run's shell in /proc.
+        os.pwrite(self._run_file, f"{claim.run_no} 0 {job.id}\n".encode(), 0)
         self.capture.limit = self.store.config().output_limit
-        self._running = (claim, time.monotonic())
+        started = time.monotonic()
+        self._running = (claim, started)
         try:
-            outcome = executor.run(job, claim.run_no, on_started)
+            outcome = executor.run(job, claim.run_no, self._settle_while_running)
         finally:
             self._running = None
+        ended = time.monotonic()
         output, total = self.capture.snapshot()
-        result = self.store.finish(
-            claim, outcome, output, total, claim_next=not self.flags.stop.is_set()
+        # On the store's clock: the claim's time, moved on by this host's monotonic clock.
+        began_at = claim.started_at + timedelta(seconds=max(0.0, started - self._held_since))
+        done = FinishedRun(
+            claim, outcome, output, total, began_at, began_at + timedelta(seconds=ended - started)
         )
-        if not result.recorded:
-            log.warning(
-                "outcome of job %s run %d discarded: the lease was lost and the job taken over",
-                job.id,
-                claim.run_no,
-            )
-        else:
-            log.debug("run %d of job %s: %s", claim.run_no, job.id, outcome.error or "succeeded")
-        return result.next_claim
+        self._finished.append(done)
+        # Should this fail, a recoverer would run the job again: at least once, never lost.
+        with contextlib.suppress(OSError):
+            os.write(self._finished_file, _finished_line(done))
+        log.debug("run %d of job %s: %s", claim.run_no, job.id, outcome.error or "succeeded")
+        return ended - started < SLOW_SECONDS
 
     # --- heartbeat thread --------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
@@ -206,6 +281,8 @@ class Worker:
             while not self.flags.stop.is_set():
                 config = store.config()
                 reply = store.heartbeat(self.id)
+                if reply is HeartbeatReply.CONTINUE:
+                    self._renewed_at = time.monotonic()
                 if reply is HeartbeatReply.UNKNOWN:
                     log.warning("registration of worker %s was gone; registering again", self.id)
                     store.register_worker(self.info)
@@ -279,30 +356,67 @@ class Worker:
             if entry.name not in registered:
                 shutil.rmtree(entry.path, ignore_errors=True)
 
-    def _end_lost_run(self, job: RecoveredJob) -> None:
-        """Before a lost job runs again, end its processes if they ran on this host."""
+    def _end_lost_run(self, job: RecoveredJob) -> LostRunFate:
+        """Before a lost job runs again, end its processes if they ran on this host, and
+        tell from the lost worker's notes whether its run ended or never started."""
         log.warning("job %s recovered from lost worker %s", job.job_id, job.worker_id)
         if (
             job.worker_host != self.host
             or not job.worker_id
             or not _SAFE_ID.fullmatch(job.worker_id)
         ):
-            return
+            return LostRun.LOST
         lost_scratch = self.scratch.parent / job.worker_id
+        outcome = _finished_outcome(lost_scratch / FINISHED_FILE, job.job_id, job.run_no)
+        if outcome is not None:
+            return outcome  # it ended; the worker died before recording it
         leader: int | None = None
         try:
-            run_no, pid, job_id = (lost_scratch / RUN_FILE).read_text().split(" ", 2)
-            if job_id == job.job_id and int(run_no) == job.run_no:
-                leader = int(pid)
+            note = (lost_scratch / RUN_FILE).read_text().split("\n", 1)[0]
+            run_no, pid, job_id = note.split(" ", 2)
+            if job_id != job.job_id or int(run_no) != job.run_no:
+                # The note is written before each start: this one was held, never started.
+                return LostRun.NOT_STARTED
+            leader = int(pid) or None
         except (OSError, ValueError):
             pass
         if leader is None:
-            # It died between starting this run and noting its pid (or before starting it).
+            # Its shell, if it started and outlived the worker.
             leader = procinfo.find_run_leader(lost_scratch / "output", job.job_id, job.run_no)
         if leader is not None and procinfo.kill_job_group(leader, job.job_id, job.run_no):
             log.warning("ended the leftover processes of job %s", job.job_id)
-        # A worker frozen past its lease is alive and will carry on: keep its files.
-        if job.worker_pid is None or not procinfo.is_alive(
-            job.worker_pid, job.worker_pid_start_time or 0
-        ):
-            shutil.rmtree(lost_scratch, ignore_errors=True)
+        # Its scratch goes in _sweep_scratch, once the worker is dead and unregistered.
+        return LostRun.LOST
+
+
+def _finished_line(done: FinishedRun) -> bytes:
+    outcome = done.outcome
+    if outcome.succeeded:  # most lines: kept cheap to write
+        return f"{done.claim.run_no} {done.claim.job.id}\n".encode()
+    fields = [outcome.kind.value, outcome.exit_code, outcome.signal, outcome.error]
+    return f"{done.claim.run_no} {done.claim.job.id} {json.dumps(fields)}\n".encode()
+
+
+def _finished_outcome(path: Path, job_id: str, run_no: int) -> Outcome | None:
+    """The outcome a lost worker noted for this run before it died, if it did.
+
+    Lines are "RUN JOB_ID" for a success, "RUN JOB_ID [kind, exit, signal, error]"
+    otherwise (job ids hold no whitespace).
+    """
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        noted_run, _, rest = line.partition(" ")
+        noted_id, _, fields = rest.partition(" ")
+        if (noted_id, noted_run) != (job_id, str(run_no)):
+            continue
+        if not fields:
+            return Outcome(OutcomeKind.SUCCEEDED, exit_code=0)
+        try:
+            kind, exit_code, signal_no, error = json.loads(fields)
+            return Outcome(OutcomeKind(kind), exit_code, signal_no, error)
+        except (ValueError, TypeError):
+            return None  # a line cut short by the kill
+    return None

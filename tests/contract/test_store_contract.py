@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from queuectl.domain import (
+    Claim,
+    FinishedRun,
     HeartbeatReply,
     JobState,
     Outcome,
@@ -914,3 +916,45 @@ def test_release_gives_back_a_claim_that_never_started(store: Store) -> None:
     store.release(again)  # no longer held: nothing happens
     job = store.get_job("a")
     assert job is not None and job.state is JobState.FAILED and job.attempts == 1
+
+
+def finished(claim: Claim, outcome: Outcome = SUCCESS) -> FinishedRun:
+    return FinishedRun(claim, outcome, b"out", 3, claim.started_at, claim.started_at)
+
+
+def test_settle_records_releases_and_claims_in_one_step(store: Store) -> None:
+    store.register_worker(worker_info("w"))
+    store.enqueue([new_job("a"), new_job("b"), new_job("c"), new_job("d")])
+    store.enqueue([new_job("urgent", priority=9)])
+    first = store.settle("w", [], [], store.max_claim_batch).claims
+    assert [c.job.id for c in first][:2] == ["urgent", "a"][: len(first)]
+    assert 1 <= len(first) <= store.max_claim_batch
+    ran, *held = first
+    settled = store.settle("w", [finished(ran, fail())], held, 2)
+    assert settled.discarded == []
+    job = store.get_job(ran.job.id)
+    assert job is not None and job.state is JobState.FAILED and job.attempts == 1
+    (run,) = store.get_runs(ran.job.id)
+    assert run.error == "exited with code 1"
+    for claim in held:  # given back: runnable again (maybe claimed again), no attempt
+        again = store.get_job(claim.job.id)
+        assert again is not None and again.attempts == 0
+        assert [(r.n, r.finished_at) for r in store.get_runs(claim.job.id)] in ([], [(1, None)])
+    # Claimed again, in the claim's order; a store may claim fewer than asked.
+    assert 1 <= len(settled.claims) <= 2
+    processing = {j.id for j in store.list_jobs(JobState.PROCESSING)}
+    assert processing == {c.job.id for c in settled.claims}
+    assert [c.run_no for c in settled.claims] == [1] * len(settled.claims)
+
+
+def test_settle_discards_outcomes_of_runs_no_longer_held(store: Store) -> None:
+    store.register_worker(worker_info("w"))
+    store.enqueue([new_job("a")])
+    (claim,) = store.settle("w", [], [], 1).claims
+    store.unregister_worker("w")
+    assert store.recover_expired(60, no_callback) != []  # taken back meanwhile
+    store.register_worker(worker_info("w"))
+    settled = store.settle("w", [finished(claim)], [claim], 0)
+    assert settled.discarded == [finished(claim)] and settled.claims == []
+    job = store.get_job("a")
+    assert job is not None and job.state is JobState.FAILED and job.last_error == "worker lost"

@@ -314,3 +314,23 @@ def test_wait_exit_codes(queue: Queue) -> None:
     assert timed_out.returncode == 124
     assert "Error:" in timed_out.stderr
     assert time.monotonic() - began < 5
+
+
+def test_a_slow_job_does_not_keep_the_jobs_its_worker_claimed_with_it(queue: Queue) -> None:
+    # Short jobs are claimed several at a time; the slow one in the middle must not hold
+    # the ones claimed after it: they go back, the other worker runs them meanwhile.
+    before = queue.enqueue_many([{"command": "true"} for _ in range(60)])
+    slow = queue.enqueue("sleep 8")
+    after = queue.enqueue_many([{"command": "true"} for _ in range(60)])
+    queue.start(2)
+    started = time.monotonic()
+    queue.wait(
+        lambda: queue.counts()["completed"] == len(before) + len(after) or None,
+        timeout=15,
+        what="every short job to complete",
+    )
+    assert time.monotonic() - started < 7, "short jobs waited for the slow one"
+    assert queue.job(slow)["state"] == "processing"
+    for job_id in before + after:
+        job = queue.job(job_id)
+        assert (job["attempts"], len(job["runs"])) == (1, 1), job

@@ -211,14 +211,14 @@ def _reap(starters: list[subprocess.Popen[bytes]]) -> list[subprocess.Popen[byte
 
 
 # --- the two holes the chaos run showed, made deterministic ------------------------------
-# A worker notes "RUN PID JOB" in $QUEUECTL_HOME/run/ID/current-run right after it starts
-# a job; a recoverer on the same host reads it to end the lost run's processes. About one
-# kill in ten in the chaos run landed between the start and the note.
+# A worker notes "RUN 0 JOB" in $QUEUECTL_HOME/run/ID/current-run before it starts a job,
+# without the pid; a recoverer on the same host finds the lost run's shell in /proc and
+# ends it. The worker dies here just after the start, before it even waits on the job.
 _DIES_BEFORE_NOTING = """
 import os, signal, sys
-def die(fd, data, offset):  # the worker's pwrite of the note: the job is already running
+def die(pid):  # the worker's pidfd_open: the job is already running
     os.kill(os.getpid(), signal.SIGKILL)
-os.pwrite = die
+os.pidfd_open = die
 from queuectl.cli.main import main
 sys.exit(main(["worker", "run"]))
 """

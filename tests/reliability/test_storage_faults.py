@@ -162,6 +162,8 @@ def test_a_read_only_database_fails_clearly_and_changes_nothing(
         env={"QUEUECTL_DB": str(real / "queue.db")},
     )
     before = (real / "queue.db").read_bytes()
+    files_before = sorted(real.iterdir())  # the database and the writers' lock file
+    assert files_before == [real / "queue.db", real / "queue.db-lock"]
     with bind_mount(real, tmp_path / "view") as view:
         result = make_read_only(view)
         if result.returncode != 0:
@@ -184,7 +186,7 @@ def test_a_read_only_database_fails_clearly_and_changes_nothing(
             assert "read-only" in result.stderr, (args, result)
         assert processes_of_home(queue.home) == []
     assert (real / "queue.db").read_bytes() == before
-    assert sorted(list(real.iterdir())) == [real / "queue.db"]
+    assert sorted(real.iterdir()) == files_before
 
 
 # --- the data directory deleted ------------------------------------------------------------
