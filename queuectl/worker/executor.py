@@ -48,14 +48,13 @@ def job_environment(job: Job, run_no: int) -> Iterator[None]:
 
     The child then inherits the environment as it is (Popen env=None), which
     spares encoding every variable for every job (about 100 us a job). Only
-    the worker's main thread spawns jobs. The job's own variables are put back
-    as they were after; QUEUECTL_JOB_ID and QUEUECTL_ATTEMPT stay, every job
-    sets its own.
+    the worker's main thread spawns jobs; the previous values come back after
+    (QUEUECTL_JOB_ID left behind would mark whatever this process starts next
+    as that job's, for recovery's /proc scan too).
     """
-    saved = {key: os.environ.get(key) for key in job.env}
-    os.environ.update(job.env)
-    os.environ["QUEUECTL_JOB_ID"] = job.id
-    os.environ["QUEUECTL_ATTEMPT"] = str(run_no)
+    overrides = {**job.env, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(run_no)}
+    saved = {key: os.environ.get(key) for key in overrides}
+    os.environ.update(overrides)
     try:
         yield
     finally:
