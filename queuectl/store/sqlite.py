@@ -115,6 +115,12 @@ WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < :cutoff)
 if TYPE_CHECKING:
     from queuectl.store.sqlite_watch import WalWatcher
 
+# A claimed job that never started goes back as it was: no attempt, its run number free.
+_UNCLAIM_SQL = (
+    "UPDATE jobs SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,"
+    " runs_total = runs_total - 1, started_at = NULL"
+)
+
 # Only the worker holding this very run may write its outcome.
 _FENCE = "id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?"
 
@@ -620,11 +626,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
 
     def _release_locked(self, conn: sqlite3.Connection, claim: Claim) -> None:
         run = _RunInProgress(claim.job.id, claim.run_no, claim.job.worker_id, 0)
-        conn.execute(
-            "UPDATE jobs SET state = CASE WHEN attempts = 0 THEN 'pending' ELSE 'failed' END,"
-            f" runs_total = runs_total - 1, started_at = NULL WHERE {_FENCE}",
-            _fence_args(run),
-        )
+        conn.execute(f"{_UNCLAIM_SQL} WHERE {_FENCE}", _fence_args(run))
 
     @_translating
     def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
@@ -820,12 +822,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
                 fate = end_processes(job)  # before the job can be claimed again
                 recovered.append(job)
                 if fate is LostRun.NOT_STARTED and runs_total >= 1:
-                    conn.execute(
-                        "UPDATE jobs SET state = CASE WHEN attempts = 0 THEN 'pending'"
-                        " ELSE 'failed' END, runs_total = runs_total - 1, started_at = NULL"
-                        " WHERE id = ?",
-                        (job_id,),
-                    )
+                    conn.execute(f"{_UNCLAIM_SQL} WHERE id = ?", (job_id,))
                     continue
                 conn.execute("UPDATE jobs SET runs_total = ? WHERE id = ?", (run_no, job_id))
                 run = _RunInProgress(job_id, run_no, worker_id, started_at or now)

@@ -208,6 +208,8 @@ class Worker:
         """Record the finished runs, give back the held claims (with `release`), and claim
         up to `claim_up_to` jobs: one transaction."""
         released = list(self._held) if release else []
+        if not self._finished and not released and claim_up_to <= 0:
+            return  # nothing to record, give back or claim: no transaction
         settled = self.store.settle(self.id, self._finished, released, claim_up_to)
         self._finished = []
         if release:
