@@ -199,7 +199,10 @@ class Store(Protocol):
         give back the unstarted `release` claims, and claim up to `claim_up_to` jobs.
 
         The batched form of finish(claim_next=True), for a worker running many short
-        jobs. A store may claim fewer than asked (PostgreSQL: at most one).
+        jobs. A store may claim fewer than asked (PostgreSQL: at most one). A store
+        that claims in batches records each run's own started_at and finished_at
+        from `finished` (a held job starts later than it was claimed); one that
+        claims one at a time may record its own clock at claim and at settle.
         """
         ...
 

@@ -121,6 +121,13 @@ _UNCLAIM_SQL = (
     " runs_total = runs_total - 1, started_at = NULL"
 )
 
+_INSERT_RUN_SQL = (
+    "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code,"
+    " signal, error, output, output_total)"
+)
+# Writes a page only when a long run published live output.
+_DELETE_LIVE_OUTPUT_SQL = "DELETE FROM live_output WHERE job_id = ?"
+
 # Only the worker holding this very run may write its outcome.
 _FENCE = "id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?"
 
@@ -667,8 +674,13 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
     ) -> Settled:
         now = self._now_us()
         discarded = []
+        successes = [done for done in finished if done.outcome.succeeded]
         with self._write() as conn:
+            if successes:
+                discarded += self._record_successes(conn, worker_id, successes)
             for done in finished:
+                if done.outcome.succeeded:
+                    continue
                 run = _RunInProgress(
                     done.claim.job.id, done.claim.run_no, worker_id, to_micros(done.started_at)
                 )
@@ -695,6 +707,48 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
         started = from_micros(now)
         claims = [Claim(job, job.runs_total, started) for job in map(_job_from_row, rows)]
         return Settled(claims, discarded)
+
+    def _record_successes(
+        self, conn: sqlite3.Connection, worker_id: str, successes: Sequence[FinishedRun]
+    ) -> list[FinishedRun]:
+        """Record successful runs, fenced, in three statements whatever their number (one
+        per run cost ~3x the time: statement overhead dominates). Returns those discarded."""
+        marks = ", ".join(["(?, ?, ?)"] * len(successes))
+        values = [
+            value
+            for done in successes
+            for value in (done.claim.job.id, done.claim.run_no, to_micros(done.finished_at))
+        ]
+        # The WHERE clause is the fence, as in _record_success.
+        recorded = {
+            row[0]
+            for row in conn.execute(
+                "UPDATE jobs SET state = 'completed', attempts = attempts + 1, exit_code = 0,"
+                " last_error = NULL, updated_at = done.column3, started_at = NULL"
+                f" FROM (VALUES {marks}) AS done WHERE jobs.id = done.column1"
+                " AND jobs.state = 'processing' AND jobs.worker_id = ?"
+                " AND jobs.runs_total = done.column2 RETURNING id",
+                (*values, worker_id),
+            )
+        }
+        kept = [done for done in successes if done.claim.job.id in recorded]
+        conn.executemany(
+            f"{_INSERT_RUN_SQL} VALUES (?, ?, ?, ?, ?, 0, NULL, NULL, ?, ?)",
+            [
+                (
+                    done.claim.job.id,
+                    done.claim.run_no,
+                    worker_id,
+                    to_micros(done.started_at),
+                    to_micros(done.finished_at),
+                    done.output,
+                    _output_total(done.output, done.output_total),
+                )
+                for done in kept
+            ],
+        )
+        conn.executemany(_DELETE_LIVE_OUTPUT_SQL, [(done.claim.job.id,) for done in kept])
+        return [done for done in successes if done.claim.job.id not in recorded]
 
     def _record(
         self,
@@ -748,8 +802,7 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
         output_total: int | None,
     ) -> None:
         conn.execute(
-            "INSERT OR REPLACE INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code,"
-            " signal, error, output, output_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"{_INSERT_RUN_SQL} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.job_id,
                 run.n,
@@ -760,11 +813,10 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
                 outcome.signal,
                 outcome.error,
                 output,
-                len(output) if output_total is None and output is not None else output_total,
+                _output_total(output, output_total),
             ),
         )
-        # Writes a page only when a long run published live output.
-        conn.execute("DELETE FROM live_output WHERE job_id = ?", (run.job_id,))
+        conn.execute(_DELETE_LIVE_OUTPUT_SQL, (run.job_id,))
 
     def _record_failure(
         self,
@@ -915,6 +967,11 @@ class _RunInProgress(NamedTuple):
     started_at: int
 
 
+def _output_total(output: bytes | None, output_total: int | None) -> int | None:
+    """Bytes the run wrote: as given, else the captured output's length."""
+    return len(output) if output_total is None and output is not None else output_total
+
+
 def _fence_args(run: _RunInProgress) -> tuple[str, str | None, int]:
     return (run.job_id, run.worker_id, run.n)
 
@@ -930,7 +987,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         run_at=from_micros(row[6]),
         timeout=row[7],
         cwd=row[8],
-        env=json.loads(row[9]),
+        env=json.loads(row[9]) if row[9] != "{}" else {},  # most jobs: no parse
         created_at=from_micros(row[10]),
         updated_at=from_micros(row[11]),
         exit_code=row[12],

@@ -41,6 +41,7 @@ def _punch_hole(path: Path, length: int) -> bool:
 class OutputCapture:
     def __init__(self, path: Path, limit: int) -> None:
         self.path = path
+        self._file = os.fspath(path)  # str: spares pathlib's overhead on every job
         self.limit = limit
         self._lock = threading.Lock()
         self._kept = b""  # tail saved before a cut (only where holes cannot be punched)
@@ -53,7 +54,7 @@ class OutputCapture:
             self._kept = b""
             self._cut_bytes = 0
             self._published_total = -1
-        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        return os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
 
     def _read_tail(self, size: int) -> bytes:
         if size == 0:
@@ -70,7 +71,7 @@ class OutputCapture:
     def _stat(self) -> tuple[int, int]:
         """(size, bytes allocated on disk)."""
         try:
-            status = self.path.stat()
+            status = os.stat(self._file)
         except FileNotFoundError:
             return 0, 0
         return status.st_size, status.st_blocks * 512
@@ -80,21 +81,24 @@ class OutputCapture:
         with self._lock:
             self._enforce_cap_locked()
 
-    def _enforce_cap_locked(self) -> None:
+    def _enforce_cap_locked(self) -> int:
+        """Returns the file's size after."""
         size, allocated = self._stat()
         if allocated <= max(_MIN_CAP_BYTES, self.limit * _CAP_FACTOR):
-            return
+            return size
         head = (max(0, size - self.limit) // _BLOCK) * _BLOCK
         if head and not _punch_hole(self.path, head):
             self._kept = (self._kept + self._read_tail(size))[-self.limit :] if self.limit else b""
             self._cut_bytes += size
             os.truncate(self.path, 0)
+        return self._stat()[0]
 
     def snapshot(self) -> tuple[bytes, int]:
         """(kept tail, total bytes written) now."""
         with self._lock:
-            self._enforce_cap_locked()
-            size, _ = self._stat()
+            size = self._enforce_cap_locked()
+            if not size and not self._kept:
+                return b"", self._cut_bytes  # most jobs print nothing: no open, no read
             tail = self._read_tail(size)
             combined = (self._kept + tail)[-self.limit :] if self.limit else b""
             return combined, self._cut_bytes + size

@@ -192,6 +192,7 @@ class Worker:
         finally:
             self.flags.stop.set()
             heartbeat.join(timeout=5)
+            executor.close()
             os.close(self._run_file)
             os.close(self._finished_file)
             shutil.rmtree(self.scratch, ignore_errors=True)

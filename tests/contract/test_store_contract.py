@@ -947,6 +947,51 @@ def test_settle_records_releases_and_claims_in_one_step(store: Store) -> None:
     assert [c.run_no for c in settled.claims] == [1] * len(settled.claims)
 
 
+def test_settle_records_a_batch_of_successes_but_not_the_one_taken_over(store: Store) -> None:
+    store.register_worker(worker_info("w"))
+    store.enqueue([new_job(name) for name in "abc"])
+    claims = []
+    while len(claims) < 3:
+        claims += store.settle("w", [], [], 3 - len(claims)).claims
+    by_id = {claim.job.id: claim for claim in claims}
+    # Ran "b" as well, but meanwhile "b" was given back (fenced release by its run) and
+    # claimed by another worker: its outcome is no longer "w"'s to record.
+    store.settle("w", [], [by_id["b"]], 0)
+    store.register_worker(worker_info("other"))
+    (taken,) = store.settle("other", [], [], 1).claims
+    assert taken.job.id == "b"
+    runs = [
+        FinishedRun(
+            by_id[name],
+            SUCCESS,
+            name.encode() * 2,
+            None,
+            by_id[name].started_at + timedelta(seconds=offset),
+            by_id[name].started_at + timedelta(seconds=offset + 0.5),
+        )
+        for offset, name in enumerate("abc")
+    ]
+    settled = store.settle("w", runs, [], 0)
+    assert [done.claim.job.id for done in settled.discarded] == ["b"]
+    for offset, name in ((0, "a"), (2, "c")):
+        job = store.get_job(name)
+        assert job is not None and job.state is JobState.COMPLETED and job.attempts == 1
+        (run,) = store.get_runs(name)
+        assert run.worker_id == "w" and run.exit_code == 0 and run.error is None
+        output = store.get_output(name, 1)
+        assert output is not None and (output.data, output.total_bytes) == (name.encode() * 2, 2)
+        assert run.finished_at is not None
+        if store.max_claim_batch > 1:
+            # Batched claims start later than claimed: each run keeps the worker's own
+            # times. (One claim at a time, as on PostgreSQL, records the store's clock.)
+            assert close_to(run.started_at, by_id[name].started_at + timedelta(seconds=offset))
+            assert close_to(run.finished_at, run.started_at + timedelta(seconds=0.5))
+            assert close_to(job.updated_at, run.finished_at)
+    other = store.get_job("b")
+    assert other is not None and other.state is JobState.PROCESSING
+    assert other.worker_id == "other" and other.attempts == 0
+
+
 def test_settle_discards_outcomes_of_runs_no_longer_held(store: Store) -> None:
     store.register_worker(worker_info("w"))
     store.enqueue([new_job("a")])
