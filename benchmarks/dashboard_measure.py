@@ -75,6 +75,8 @@ def build(path: Path, jobs: int) -> float:
         FROM jobs WHERE state IN ('completed', 'dead')
         """
     )
+    # Pending jobs have no count trigger (schema 3): counted here, as enqueue does.
+    conn.execute(f"UPDATE job_counts SET n = n + {min(jobs, 1000)} WHERE state = 'pending'")
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

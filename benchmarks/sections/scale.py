@@ -35,6 +35,8 @@ _SQLITE_RUNS = """
 INSERT INTO runs (job_id, n, worker_id, started_at, finished_at, exit_code, output, output_total)
 SELECT id, 1, 'w-bench', :now, :now, 0, x'', 0 FROM jobs WHERE state = 'completed'
 """
+# Pending jobs have no count trigger (SQLite schema 3): the inserting statement counts.
+_SQLITE_COUNT_PENDING = "UPDATE job_counts SET n = n + ? WHERE state = 'pending'"
 _PG_JOBS = f"""
 INSERT INTO jobs ({_JOB_COLUMNS})
 SELECT %(prefix)s || x, 'true', %(state)s, %(runs)s, 3, 0, now() - interval '1 second', 0,
@@ -78,7 +80,9 @@ def _fill_sqlite(db: Database, batches: list[dict[str, object]], now: int) -> No
         conn.execute("PRAGMA synchronous = OFF")  # a fixture: no need to survive a crash
         conn.execute("BEGIN IMMEDIATE")
         for batch in batches:
-            conn.execute(_SQLITE_JOBS, {**batch, "now": now})
+            added = conn.execute(_SQLITE_JOBS, {**batch, "now": now}).rowcount
+            if batch["state"] == "pending":  # counted by their INSERT, as enqueue does
+                conn.execute(_SQLITE_COUNT_PENDING, (added,))
         conn.execute(_SQLITE_RUNS, {"now": now})
         conn.execute("COMMIT")
     finally:

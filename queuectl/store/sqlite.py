@@ -385,6 +385,10 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
                     "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                # Pending rows are not counted by a trigger (see migration 3).
+                conn.execute(
+                    "UPDATE job_counts SET n = n + ? WHERE state = 'pending'", (len(rows),)
+                )
         except sqlite3.IntegrityError:
             # Rolled back by now, so only rows that existed before are seen.
             raise DuplicateJob(self._first_existing([job.id for job in jobs])) from None

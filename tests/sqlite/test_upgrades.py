@@ -64,6 +64,38 @@ def test_schema_1_migrates_with_jobs_runs_output_and_settings(tmp_path: Path) ->
     assert after["odd'id;"]["state"] == "completed"
 
 
+def _status_counts(env: dict[str, str]) -> dict[str, int]:
+    result = run_cli("status", "--json", env=env)
+    assert result.returncode == 0, result
+    return dict(json.loads(result.stdout)["jobs"])
+
+
+def test_schema_2_migrates_and_keeps_counting_every_job(tmp_path: Path) -> None:
+    # Schema 3 counts new pending jobs in the enqueue statement instead of a trigger.
+    env = _home_with("schema-v2.db", tmp_path)
+    assert _status_counts(env) == {
+        "pending": 2, "processing": 0, "completed": 1, "failed": 0, "dead": 1, "total": 4
+    }  # fmt: skip
+    assert _version(env) == LATEST_VERSION
+    assert run_cli("enqueue", '{"id":"new","command":"true"}', env=env).returncode == 0
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(f'{{"command":"exit {n % 2}","max_retries":1}}\n' for n in range(6)))
+    assert run_cli("enqueue", "--file", str(jobs), env=env).returncode == 0
+    assert _status_counts(env)["pending"] == 9
+    # A duplicate in a batch adds nothing, to the jobs or to the counts.
+    jobs.write_text('{"command":"true"}\n{"id":"new","command":"true"}\n')
+    assert run_cli("enqueue", "--file", str(jobs), env=env).returncode == 2
+    assert _status_counts(env)["pending"] == 9
+    assert run_cli("worker", "run", "--burst", env=env, timeout=60).returncode == 0
+    listed = _jobs(env)
+    counted = _status_counts(env)
+    for state in ("pending", "processing", "completed", "failed", "dead"):
+        assert counted[state] == sum(job["state"] == state for job in listed.values()), state
+    assert counted == {
+        "pending": 1, "processing": 0, "completed": 6, "failed": 0, "dead": 4, "total": 11
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize("fixture", ["original-system.db"])
 def test_the_original_systems_database_migrates(fixture: str, tmp_path: Path) -> None:
     env = _home_with(fixture, tmp_path)
