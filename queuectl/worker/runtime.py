@@ -64,6 +64,8 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Event.wait() overflows past threading.TIMEOUT_MAX (about 292 years): huge lease_seconds
 # and poll_interval settings are valid, so the wait between heartbeats is capped.
 _MAX_HEARTBEAT_INTERVAL = 60.0
+# A scratch directory with no run file this long after it was made is a dead worker's.
+_HALF_MADE_SCRATCH_SECONDS = 10.0
 
 
 def host_name() -> str:
@@ -148,14 +150,16 @@ class Worker:
         self.store.register_worker(self.info)
         self._renewed_at = time.monotonic()
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.scratch / DATABASE_FILE).write_text(self.store.description)
-        self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
-        executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
+        # The run file and its flock first: a scratch without them is one whose worker
+        # died in the moment after mkdir, and the sweep removes it (see _sweep_scratch).
         self._run_file = os.open(
             self.scratch / RUN_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
         )
         # Held for life, frozen or not: no other worker sweeps this scratch away.
         fcntl.flock(self._run_file, fcntl.LOCK_EX)
+        (self.scratch / DATABASE_FILE).write_text(self.store.description)
+        self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
+        executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
         self._finished_file = os.open(
             self.scratch / FINISHED_FILE,
             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
@@ -341,6 +345,13 @@ class Worker:
                 continue
             try:
                 fd = os.open(os.path.join(entry.path, RUN_FILE), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                # No run file: its worker died between mkdir and creating it, so no job
+                # ever started there and it holds nothing a recovery reads. A worker
+                # still starting (of any database) makes the file within microseconds.
+                if _older_than(entry.path, _HALF_MADE_SCRATCH_SECONDS):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                continue
             except OSError:
                 continue
             try:
@@ -390,6 +401,13 @@ class Worker:
             log.warning("ended the leftover processes of job %s", job.job_id)
         # Its scratch goes in _sweep_scratch, once the worker is dead and unregistered.
         return LostRun.LOST
+
+
+def _older_than(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _finished_line(done: FinishedRun) -> bytes:

@@ -116,7 +116,14 @@ def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
             alive = {w.id for w in store.list_workers() if w.pid in live}
             return {p.name for p in run_dir.iterdir()} <= alive
 
-        queue.wait(only_live_scratch, 30, "the killed workers' scratch directories to be swept")
+        try:
+            queue.wait(only_live_scratch, 30, "the killed workers' scratch directories to be swept")
+        except AssertionError as exc:
+            left = {p.name: sorted(f.name for f in p.iterdir()) for p in run_dir.iterdir()}
+            raise AssertionError(
+                f"{str(exc)[-3000:]}\nscratch left {left}\nworkers {store.list_workers()}"
+                f"\nlive worker processes {worker_processes(queue.home)}"
+            ) from None
         queue.cli("worker", "stop", "--timeout", "60", env=dict(env), timeout=90)
         assert list(run_dir.iterdir()) == []
 

@@ -3,7 +3,9 @@ the jobs a killed worker held, from the notes it keeps in its scratch directory.
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,19 @@ def test_the_notes_of_a_worker_on_another_host_are_not_read(
     store.recover_expired(60, lambda job: fates.append(rescuer._end_lost_run(job)))
     assert fates == [LostRun.LOST]
     assert store.get_job(job_id).state is JobState.DEAD  # type: ignore[union-attr]
+
+
+def test_a_scratch_left_without_its_run_file_is_swept_once_old(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """A worker killed between making its scratch and creating its run file leaves a
+    directory no flock guards; the sweep removes it once it is clearly not starting."""
+    scratch = tmp_path / "run"
+    old, starting = scratch / "killed-at-start", scratch / "starting"
+    for directory in (old, starting):
+        directory.mkdir(parents=True)
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    sweeper = Worker(lambda: store, "sweeper", scratch)
+    sweeper._sweep_scratch(store)
+    assert sorted(p.name for p in scratch.iterdir()) == ["starting"]
