@@ -112,12 +112,15 @@ class Executor:
         job: Job,
         run_no: int,
         on_slow: Callable[[], None] | None = None,
+        on_started: Callable[[], None] | None = None,
     ) -> Outcome:
         """Run the job to an outcome; its output is in `self.capture`.
 
-        `on_slow` is called once, while the job runs, if it runs SLOW_SECONDS: the
-        worker then records what it has pending rather than hold it for the job's
-        whole run.
+        `on_started` is called once the command has started: the worker's own
+        bookkeeping then runs while the job does, not between two jobs. `on_slow`
+        is called once, while the job runs, if it runs SLOW_SECONDS: the worker
+        then records what it has pending rather than hold it for the job's whole
+        run.
         """
         try:
             output_fd = self.capture.open_for_job()
@@ -153,6 +156,8 @@ class Executor:
         finally:
             os.close(output_fd)
         try:
+            if on_started is not None:
+                on_started()
             return self._wait(process, job.timeout, on_slow)
         finally:
             if script is not None:

@@ -114,6 +114,8 @@ class Worker:
         self._held_since = 0.0
         # Ended, outcome not yet recorded: the next settle() records them all at once.
         self._finished: list[FinishedRun] = []
+        # Jobs to claim while the job now starting runs (0: none; see _settle_while_started).
+        self._claim_ahead = 0
         # When the heartbeat thread last renewed the lease (time.monotonic()).
         self._renewed_at = 0.0
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -188,9 +190,14 @@ class Worker:
                     # taken back by a recoverer. Give them back (fenced) rather than run them.
                     self._settle(claim_up_to=0, release=True)
                     continue
-                short = self._run_claim(executor, self._held.popleft())
+                claim = self._held.popleft()
+                following = min(batch * 2, self.store.max_claim_batch)
+                # The last held job: the next batch is claimed while it runs (by the batch
+                # it earns if it proves short; given back by _settle_while_running if not).
+                self._claim_ahead = following if not self._held and following > 1 else 0
+                short = self._run_claim(executor, claim)
                 done += 1
-                batch = min(batch * 2, self.store.max_claim_batch) if short else 1
+                batch = following if short else 1
             # Stopping: record what ran, give back what was claimed and not started.
             self._settle(claim_up_to=0, release=True)
         finally:
@@ -233,6 +240,20 @@ class Worker:
             self._held.extend(settled.claims)
             self._held_since = time.monotonic()
 
+    def _settle_while_started(self) -> None:
+        """The last held job has started: record what ended and claim the next jobs while
+        it runs, so that this transaction does not stand between two jobs. (A store that
+        claims one job at a time fuses it with recording, between jobs, instead.)"""
+        claim_up_to = self._claim_ahead
+        if claim_up_to <= 0:
+            return
+        if self.flags.stop.is_set() or not self._lease_fresh():
+            claim_up_to = 0  # the main loop records and gives back as it stops or waits
+        try:
+            self._settle(claim_up_to=claim_up_to)
+        except QueuectlError as exc:
+            log.warning("could not record finished runs while a job runs: %s", exc)
+
     def _settle_while_running(self) -> None:
         """A job turned out slow: record what is pending and let others have the held
         jobs, rather than keep them waiting for this one."""
@@ -264,7 +285,9 @@ class Worker:
         started = time.monotonic()
         self._running = (claim, started)
         try:
-            outcome = executor.run(job, claim.run_no, self._settle_while_running)
+            outcome = executor.run(
+                job, claim.run_no, self._settle_while_running, self._settle_while_started
+            )
         finally:
             self._running = None
         ended = time.monotonic()
