@@ -102,7 +102,7 @@ _CLAIM_MANY_SQL = (
     .replace(f"RETURNING {_JOB_COLUMNS}", f"RETURNING {_JOB_COLUMNS}, seq")
 )
 # A worker draining short jobs claims this many at most in one transaction.
-MAX_CLAIM_BATCH = 16
+MAX_CLAIM_BATCH = 64
 
 _EXPIRED_SQL = """
 SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at,
