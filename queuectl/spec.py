@@ -7,13 +7,17 @@ import json
 import math
 import os
 import unicodedata
-from collections.abc import Callable
-from typing import Any, NamedTuple
 
-from queuectl.domain import NewJob
 from queuectl.errors import InvalidInput
+from queuectl.records import NamedTuple
 from queuectl.settings import INT64_MAX
 from queuectl.timeutil import parse_timestamp
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+    from typing import Any
 
 MAX_ID_LENGTH = 200
 MAX_COMMAND_BYTES = 1024 * 1024
@@ -36,6 +40,24 @@ SPEC_FIELDS = (
 )
 # The original system's users send the whole job record; these fit a new job only as below.
 LEGACY_FIELDS = ("state", "attempts", "created_at", "updated_at")
+
+
+class NewJob(NamedTuple):
+    """A validated job spec, ready to be stored. `run_at` None means "now".
+
+    Defined here, not in queuectl.domain, so that `queuectl enqueue` does not
+    import the job, run and worker types it never uses (start-up time).
+    """
+
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: datetime | None
+    delay: float
+    timeout: float
+    cwd: str
+    env: dict[str, str]
 
 
 class SpecDefaults(NamedTuple):
