@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from queuectl import spec
-from queuectl.cli.main import build_parser
+from queuectl.cli.parser import build_parser
 from queuectl.errors import DuplicateJob, InvalidInput
 from queuectl.settings import SETTINGS, Config, effective_values
 from queuectl.spec import NewJob

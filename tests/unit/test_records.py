@@ -108,7 +108,7 @@ def test_rejects_what_typing_rejects() -> None:
 def test_start_up_modules_do_not_import_typing() -> None:
     """The point of the shim: the enqueue path's value types cost no `typing` import."""
     code = (
-        "import sys; import queuectl.store.sqlite_producer, queuectl.spec;"
+        "import sys; import queuectl.cli.enqueue, queuectl.store.sqlite_producer, queuectl.spec;"
         " print('typing' in sys.modules)"
     )
     result = subprocess.run(
