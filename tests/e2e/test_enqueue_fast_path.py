@@ -58,7 +58,10 @@ CASES = [
         ["--db={db}", "enqueue", "--file={file}", "--js"],
     ),
     Case(
-        "stdin", ["--db", "{db}", "enqueue", "-f", "-"], ["--db={db}", "enqueue", "--fil", "-"], LINES
+        "stdin",
+        ["--db", "{db}", "enqueue", "-f", "-"],
+        ["--db={db}", "enqueue", "--fil", "-"],
+        LINES,
     ),
     Case(
         "bad-json",
