@@ -11,9 +11,10 @@ import os
 import sys
 
 from queuectl import spec
-from queuectl.cli.context import open_cli_producer
 from queuectl.errors import InvalidInput
+from queuectl.paths import resolve_database
 from queuectl.records import NamedTuple
+from queuectl.store import open_producer
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ def enqueue(request: EnqueueRequest) -> int:
         raise InvalidInput("give a job as JSON, or --file PATH, (not both)")
     if not items:
         raise InvalidInput("no jobs given")
-    store = open_cli_producer(request.db)
+    # Not cli.context's open_cli_store: only the producer's part of the store, and one
+    # module fewer to import.
+    store = open_producer(resolve_database(request.db))
     config = store.config()
     defaults = spec.SpecDefaults(
         max_retries=config.max_retries, timeout=config.job_timeout, cwd=_cwd()
