@@ -1,7 +1,7 @@
 """The SQLite store: the embedded default backend.
 
 WAL journal; every write in an explicit BEGIN IMMEDIATE, taken in turn through
-a writer lock (flock on a file beside the database: see _WriterLock) and then
+a writer lock (flock on a file beside the database: see sqlite_producer.py) and then
 with short jittered retries against writers that do not take it; one
 connection per thread, never shared across fork; enqueues are fsynced before
 they are acknowledged.
