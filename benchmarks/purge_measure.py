@@ -17,7 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from queuectl.domain import NewJob, Outcome, OutcomeKind, WorkerInfo
+from queuectl.domain import Outcome, OutcomeKind, WorkerInfo
+from queuectl.spec import NewJob
 from queuectl.store.sqlite import SqliteStore
 
 QUEUECTL = str(Path(sys.executable).parent / "queuectl")

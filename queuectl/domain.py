@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, NamedTuple
 
+from queuectl.records import NamedTuple
 from queuectl.timeutil import format_timestamp
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
+if TYPE_CHECKING:
+    from typing import Any
 
 MASKED = "***"
 
@@ -25,20 +29,6 @@ class JobState(str, enum.Enum):
 # States a worker may claim from (a failed job waits for its run_at).
 RUNNABLE_STATES = (JobState.PENDING, JobState.FAILED)
 FINAL_STATES = (JobState.COMPLETED, JobState.DEAD)
-
-
-class NewJob(NamedTuple):
-    """A validated job spec, ready to be stored. `run_at` None means "now"."""
-
-    id: str
-    command: str
-    max_retries: int
-    priority: int
-    run_at: datetime | None
-    delay: float
-    timeout: float
-    cwd: str
-    env: dict[str, str]
 
 
 class Job(NamedTuple):

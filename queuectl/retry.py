@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from queuectl.domain import JobState
+from queuectl.records import NamedTuple
 
 # A delay this long is "never" for practical purposes and stays clear of datetime overflow.
 _MAX_DELAY_SECONDS = 10 * 365 * 86_400.0

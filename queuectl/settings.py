@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import NamedTuple
 
 from queuectl.errors import InvalidInput
+from queuectl.records import NamedTuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 INT64_MAX = 2**63 - 1
 

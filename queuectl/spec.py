@@ -6,14 +6,17 @@ import functools
 import json
 import math
 import os
-import unicodedata
-from collections.abc import Callable
-from typing import Any, NamedTuple
 
-from queuectl.domain import NewJob
 from queuectl.errors import InvalidInput
+from queuectl.records import NamedTuple
 from queuectl.settings import INT64_MAX
 from queuectl.timeutil import parse_timestamp
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+    from typing import Any
 
 MAX_ID_LENGTH = 200
 MAX_COMMAND_BYTES = 1024 * 1024
@@ -36,6 +39,26 @@ SPEC_FIELDS = (
 )
 # The original system's users send the whole job record; these fit a new job only as below.
 LEGACY_FIELDS = ("state", "attempts", "created_at", "updated_at")
+_ALLOWED_FIELDS = frozenset(SPEC_FIELDS + LEGACY_FIELDS)
+_LEGACY_FIELD_SET = frozenset(LEGACY_FIELDS)
+
+
+class NewJob(NamedTuple):
+    """A validated job spec, ready to be stored. `run_at` None means "now".
+
+    Defined here, not in queuectl.domain, so that `queuectl enqueue` does not
+    import the job, run and worker types it never uses (start-up time).
+    """
+
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: datetime | None
+    delay: float
+    timeout: float
+    cwd: str
+    env: dict[str, str]
 
 
 class SpecDefaults(NamedTuple):
@@ -47,11 +70,14 @@ class SpecDefaults(NamedTuple):
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidInput(f"duplicate key {key!r} in JSON object")
-        result[key] = value
+    # dict() in C, and a loop only to name the duplicate: this runs for every object.
+    result = dict(pairs)
+    if len(result) < len(pairs):
+        seen = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise InvalidInput(f"duplicate key {key!r} in JSON object")
+            seen.add(key)
     return result
 
 
@@ -71,15 +97,17 @@ def load_json(text: str, *, what: str = "JSON") -> Any:
     """Parse JSON strictly: no duplicate keys, no NaN/Infinity. Raises InvalidInput."""
     try:
         return _decoder().decode(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"invalid {what}: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise InvalidInput(f"invalid {what}: nested too deeply") from None
-    except ValueError as exc:
-        # e.g. an integer literal longer than Python's int conversion limit (4300 digits)
-        raise InvalidInput(f"invalid {what}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _invalid_json(exc, what) from None
+
+
+def _invalid_json(exc: ValueError | RecursionError, what: str) -> InvalidInput:
+    if isinstance(exc, json.JSONDecodeError):
+        return InvalidInput(f"invalid {what}: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    if isinstance(exc, RecursionError):
+        return InvalidInput(f"invalid {what}: nested too deeply")
+    # e.g. an integer literal longer than Python's int conversion limit (4300 digits)
+    return InvalidInput(f"invalid {what}: {exc}")
 
 
 def load_batch(text: str) -> list[Any]:
@@ -90,16 +118,26 @@ def load_batch(text: str) -> list[Any]:
         if not isinstance(items, list):
             raise InvalidInput("invalid job file: expected a JSON array or JSON Lines")
         return items
+    decode = _decoder().decode  # as load_json does, without its overhead per line
     items = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            items.append(load_json(line, what=f"JSON on line {number}"))
+        if line and not line.isspace():
+            try:
+                items.append(decode(line))
+            except (ValueError, RecursionError) as exc:
+                raise _invalid_json(exc, f"JSON on line {number}") from None
     return items
 
 
 def new_job_id() -> str:
     """64 random bits in hex: short enough to type, unique in practice."""
     return os.urandom(8).hex()
+
+
+def _job_ids(count: int) -> Callable[[], str]:
+    """new_job_id for up to `count` jobs, from one os.urandom call rather than one each."""
+    pool = os.urandom(8 * count).hex()
+    return (pool[start : start + 16] for start in range(0, len(pool), 16)).__next__
 
 
 def validate_id(value: Any) -> str:
@@ -109,6 +147,13 @@ def validate_id(value: Any) -> str:
         raise InvalidInput(f"'id' must be 1-{MAX_ID_LENGTH} characters long")
     if value.startswith("-"):
         raise InvalidInput("'id' must not start with '-'")
+    if value.isprintable() and " " not in value:
+        # No character of Unicode's "Other" or "Separator" categories (but for " ",
+        # which isprintable allows): none that the loop below rejects, and no lookup
+        # per character (tests/unit/test_spec.py checks this for every code point).
+        return value
+    import unicodedata  # only for the ids that need the loop
+
     for char in value:
         if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
             raise InvalidInput(f"'id' must not contain whitespace or control characters ({char!r})")
@@ -118,11 +163,12 @@ def validate_id(value: Any) -> str:
 def _validate_command(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"'command' must be a string, not {_type_name(value)}")
-    if not value.strip():
+    if not value or value.isspace():
         raise InvalidInput("'command' must not be blank")
     if "\0" in value:
         raise InvalidInput("'command' must not contain a NUL character")
-    if len(_utf8(value, "command")) > MAX_COMMAND_BYTES:
+    # ASCII text is as many bytes as characters, and has no lone surrogate to reject.
+    if (len(value) if value.isascii() else len(_utf8(value, "command"))) > MAX_COMMAND_BYTES:
         raise InvalidInput(f"'command' is longer than {MAX_COMMAND_BYTES} bytes")
     return value
 
@@ -204,13 +250,14 @@ def parse_job_spec(
     """Validate one job spec (already parsed JSON). Raises InvalidInput naming the problem."""
     if not isinstance(spec, dict):
         raise InvalidInput(f"a job must be a JSON object, not {_type_name(spec)}")
-    unknown = [key for key in spec if key not in SPEC_FIELDS and key not in LEGACY_FIELDS]
-    if unknown:
+    if not _ALLOWED_FIELDS.issuperset(spec):
+        unknown = next(key for key in spec if key not in _ALLOWED_FIELDS)
         allowed = ", ".join(SPEC_FIELDS)
-        raise InvalidInput(f"unknown field {unknown[0]!r} (allowed: {allowed})")
+        raise InvalidInput(f"unknown field {unknown!r} (allowed: {allowed})")
     if "command" not in spec:
         raise InvalidInput("'command' is required")
-    _check_legacy_fields(spec)
+    if not _LEGACY_FIELD_SET.isdisjoint(spec):
+        _check_legacy_fields(spec)
     if "run_at" in spec and "delay" in spec:
         raise InvalidInput("give either 'run_at' or 'delay', not both")
 
@@ -249,9 +296,10 @@ def parse_job_batch(items: list[Any], defaults: SpecDefaults) -> list[NewJob]:
     """Validate every job of a batch; a duplicate id inside the batch is invalid too."""
     jobs: list[NewJob] = []
     seen: set[str] = set()
+    make_id = _job_ids(len(items))
     for index, item in enumerate(items, start=1):
         try:
-            job = parse_job_spec(item, defaults)
+            job = parse_job_spec(item, defaults, make_id=make_id)
         except InvalidInput as exc:
             raise InvalidInput(f"job {index}: {exc}") from None
         if job.id in seen:

@@ -5,6 +5,7 @@ Pure functions; the clock is always passed in by the caller.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -13,11 +14,17 @@ from queuectl.errors import InvalidInput
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Python's fromisoformat (3.10) is stricter than ISO 8601 about "Z"; normalise first.
-_ISO_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$",
-    re.IGNORECASE,
-)
+
+@functools.cache
+def _iso_re() -> re.Pattern[str]:
+    """Python's fromisoformat (3.10) is stricter than ISO 8601 about "Z"; normalise first.
+
+    Compiled at the first use: most `queuectl enqueue` runs parse no timestamp.
+    """
+    return re.compile(
+        r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$",
+        re.IGNORECASE,
+    )
 
 
 def now_utc() -> datetime:
@@ -27,7 +34,7 @@ def now_utc() -> datetime:
 def parse_timestamp(text: str) -> datetime:
     """Parse an ISO 8601 timestamp; no zone means UTC. Raises InvalidInput."""
     candidate = text.strip()
-    if not _ISO_RE.match(candidate):
+    if not _iso_re().match(candidate):
         raise InvalidInput(
             f"invalid timestamp {text!r}: expected ISO 8601, e.g. 2026-12-01T09:00:00Z"
         )

@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from queuectl.domain import Claim, NewJob, Outcome, OutcomeKind, WorkerInfo
+from queuectl.domain import Claim, Outcome, OutcomeKind, WorkerInfo
 from queuectl.paths import DatabaseLocation
+from queuectl.spec import NewJob
 from queuectl.store import open_store
 
 T = TypeVar("T")

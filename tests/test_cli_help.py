@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from queuectl.cli.main import build_parser
+from queuectl.cli.parser import build_parser
 
 BIN = Path(sys.executable).parent
 QUEUECTL = str(BIN / "queuectl") if (BIN / "queuectl").exists() else shutil.which("queuectl")

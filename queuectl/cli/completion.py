@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from queuectl.cli.main import STATES, build_parser
+from queuectl.cli.parser import STATES, build_parser
 from queuectl.settings import SETTINGS
 
 PROG = "queuectl"

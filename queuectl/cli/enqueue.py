@@ -6,14 +6,33 @@ the spec and the store (see the performance notes in docs/DECISIONS.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 from queuectl import spec
-from queuectl.cli.context import open_cli_store
 from queuectl.errors import InvalidInput
+from queuectl.paths import resolve_database
+from queuectl.records import NamedTuple
+from queuectl.store import open_producer
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
+if TYPE_CHECKING:
+    import argparse
+
+
+class EnqueueRequest(NamedTuple):
+    """What `queuectl enqueue` was asked: by argparse, or by main's reader of the plain forms."""
+
+    job: str | None  # the JSON argument
+    file: str | None  # --file PATH ("-" = stdin)
+    json: bool  # --json
+    db: str | None  # --db
+
+
+def run(args: argparse.Namespace) -> int:
+    """The handler argparse dispatches to."""
+    return enqueue(EnqueueRequest(job=args.job, file=args.file, json=args.json, db=args.db))
 
 
 def _read_job_file(path: str) -> str:
@@ -28,30 +47,32 @@ def _read_job_file(path: str) -> str:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    if (args.job is None) == (args.file is None):
+def enqueue(request: EnqueueRequest) -> int:
+    """Validate the job(s), store them in one transaction, print the id(s) or the count."""
+    if request.job is not None and request.file is None:
+        items = [spec.load_json(request.job, what="job JSON")]
+    elif request.file is not None and request.job is None:
+        items = spec.load_batch(_read_job_file(request.file))
+    else:
         raise InvalidInput("give a job as JSON, or --file PATH, (not both)")
-    items = (
-        spec.load_batch(_read_job_file(args.file))
-        if args.file is not None
-        else [spec.load_json(args.job, what="job JSON")]
-    )
     if not items:
         raise InvalidInput("no jobs given")
-    store = open_cli_store(args)
+    # Not cli.context's open_cli_store: only the producer's part of the store, and one
+    # module fewer to import.
+    store = open_producer(resolve_database(request.db))
     config = store.config()
     defaults = spec.SpecDefaults(
         max_retries=config.max_retries, timeout=config.job_timeout, cwd=_cwd()
     )
     jobs = (
         spec.parse_job_batch(items, defaults)
-        if args.file is not None
+        if request.file is not None
         else [spec.parse_job_spec(items[0], defaults)]
     )
     ids = store.enqueue(jobs)
-    if args.json:
+    if request.json:
         sys.stdout.write(json.dumps(ids, ensure_ascii=False) + "\n")
-    elif args.file is not None:
+    elif request.file is not None:
         print(len(ids))
     else:
         print(ids[0])

@@ -1,294 +1,78 @@
-"""Entry point: parse arguments, dispatch to a handler, map errors to exit codes.
+"""Entry point: read the arguments, dispatch to a handler, map errors to exit codes.
 
-Start-up time matters (one `queuectl enqueue` per job is a common pattern), so
-this module imports only argparse; each handler module is imported when its
-command runs, and it imports only what that command needs.
+Start-up time matters: one `queuectl enqueue` process per job is a common
+pattern, and the enqueue itself (one INSERT, one fsync) takes about a
+millisecond. So the common forms of `enqueue` are read here by hand
+(_plain_enqueue): argparse, with the gettext, locale and shutil it imports
+and the parser it builds, costs several times that. Everything else, help and
+every error included, goes to the argparse parser (queuectl.cli.parser), so
+usage lines, `Error:` lines and exit codes are argparse's as before. Each
+handler module is imported when its command runs, and it imports only what
+that command needs; nothing on the enqueue path imports `typing` (see
+queuectl/records.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from collections.abc import Callable
 
-from queuectl import __version__
+    from queuectl.cli.enqueue import EnqueueRequest
 
-STATES = ("pending", "processing", "completed", "failed", "dead")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with the `Error:` line and exit code 2 of the contract."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"Error: {message}\n")
-        raise SystemExit(2)
+# The options _plain_enqueue reads: option -> (what it sets, whether a value follows).
+_GLOBAL_OPTIONS = {"--db": ("db", True), "--debug": ("debug", False)}
+_ENQUEUE_OPTIONS = {"--file": ("file", True), "-f": ("file", True), "--json": ("json", False)}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1 or value > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
+def _is_value(arg: str) -> bool:
+    """Whether argparse takes `arg` as an option's value or a positional, whatever it is.
 
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0 or value > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < 1e9:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds >= 0")
-    return value
-
-
-def _final_state(text: str) -> str:
-    if text.lower() not in ("completed", "dead"):
-        raise argparse.ArgumentTypeError(f"invalid state {text!r} (choose completed or dead)")
-    return text.lower()
-
-
-def _duration(text: str) -> str:
-    import re
-
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[smhdw]?\s*", text):
-        raise argparse.ArgumentTypeError(f"invalid age {text!r}: expected e.g. 30m, 12h, 7d")
-    return text
-
-
-def _state(text: str) -> str:
-    if text.lower() not in STATES:
-        raise argparse.ArgumentTypeError(
-            f"invalid state {text!r} (choose from {', '.join(STATES)})"
-        )
-    return text.lower()
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole command tree, or with `only`, just that top-level command.
-
-    Each parser argparse builds costs start-up time (its gettext lookups alone
-    are about a quarter of a millisecond a string), so a plain run builds only
-    the command it runs; help and completion build everything.
+    It also takes some strings that start with "-" (e.g. "-1"); those are left to it.
     """
-
-    def wanted(name: str) -> bool:
-        return only is None or only == name
-
-    parser = _Parser(
-        prog="queuectl",
-        description="A job queue for shell commands: background workers, retries with "
-        "exponential backoff, a dead letter queue.",
-    )
-    parser.add_argument("--version", action="version", version=f"queuectl {__version__}")
-    parser.add_argument("--db", help="database: a file path, sqlite:///path or postgresql://...")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    # An explicit prog spares argparse building a help formatter (and importing shutil).
-    commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_Parser, prog="queuectl"
-    )
-    commands.required = True
-
-    def command(
-        group: Any, name: str, handler: str, help_text: str, json_flag: bool = False
-    ) -> argparse.ArgumentParser:
-        # argparse lists a subcommand even with help=SUPPRESS; leaving help out hides it.
-        listed = {} if help_text == argparse.SUPPRESS else {"help": help_text}
-        sub: argparse.ArgumentParser = group.add_parser(name, description=help_text, **listed)
-        sub.set_defaults(handler=handler)
-        if json_flag:
-            sub.add_argument("--json", action="store_true", help="print JSON")
-        return sub
-
-    def group(name: str, help_text: str) -> Any:
-        """A command with actions of its own (`worker start`, `dlq retry`, ...)."""
-        parent = command(commands, name, "", help_text)
-        actions = parent.add_subparsers(
-            dest=f"{name}_command", metavar="ACTION", parser_class=_Parser, prog=f"queuectl {name}"
-        )
-        actions.required = True
-        return actions
-
-    if wanted("init-db"):
-        command(commands, "init-db", "queuectl.cli.jobs:init_db", "create or migrate the database")
-
-    if wanted("enqueue"):
-        sub = command(
-            commands, "enqueue", "queuectl.cli.enqueue:run", "add a job (or many with --file)"
-        )
-        sub.add_argument(
-            "job", nargs="?", metavar="JSON", help='job spec, e.g. \'{"command":"echo hi"}\''
-        )
-        sub.add_argument(
-            "--file", "-f", metavar="PATH", help="JSON Lines or a JSON array; - = stdin"
-        )
-        sub.add_argument("--json", action="store_true", help="print the ids as JSON")
-
-    if wanted("worker"):
-        worker_commands = group("worker", "start or stop workers")
-        sub = command(worker_commands, "start", "queuectl.cli.workers:start", "start workers")
-        sub.add_argument(
-            "--count", "-c", type=_positive_int, default=1, help="how many (default 1)"
-        )
-        sub.add_argument("--foreground", action="store_true", help="run attached until a signal")
-        sub = command(
-            worker_commands, "stop", "queuectl.cli.workers:stop", "stop workers gracefully"
-        )
-        sub.add_argument(
-            "--timeout", type=_seconds, help="exit 1 if some still run after S seconds"
-        )
-        sub.add_argument("--no-wait", action="store_true", help="do not wait for them to exit")
-        sub.add_argument("--force", action="store_true", help="interrupt running jobs")
-        sub.add_argument(
-            "--all-hosts", action="store_true", help="ask every host's workers to stop"
-        )
-        sub = command(worker_commands, "run", "queuectl.cli.workers:run_one", argparse.SUPPRESS)
-        sub.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-        sub.add_argument("--id", help="worker id (default: generated)")
-        sub.add_argument("--log-file", help="log here, rotated by size (default: stderr)")
-
-    if wanted("status"):
-        command(commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True)
-
-    if wanted("list"):
-        sub = command(
-            commands, "list", "queuectl.cli.jobs:list_jobs", "list jobs, oldest first", True
-        )
-        sub.add_argument("--state", "-s", type=_state, help="only jobs in this state")
-        sub.add_argument("--limit", "-n", type=_non_negative_int, help="at most N jobs")
-
-    if wanted("show"):
-        sub = command(commands, "show", "queuectl.cli.jobs:show", "one job and its attempts", True)
-        sub.add_argument("id", metavar="ID")
-        sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
-
-    if wanted("wait"):
-        sub = command(commands, "wait", "queuectl.cli.jobs:wait", "wait until jobs finish")
-        sub.add_argument("ids", nargs="+", metavar="ID")
-        sub.add_argument("--timeout", type=_seconds, help="give up after S seconds (exit 124)")
-
-    if wanted("logs"):
-        sub = command(commands, "logs", "queuectl.cli.jobs:logs", "captured output of a job")
-        sub.add_argument("id", metavar="ID")
-        sub.add_argument(
-            "--attempt", type=_positive_int, metavar="N", help="the Nth run, not the latest"
-        )
-        sub.add_argument("--follow", action="store_true", help="stream until the run ends")
-
-    if wanted("dlq"):
-        dlq_commands = group("dlq", "the dead letter queue")
-        command(dlq_commands, "list", "queuectl.cli.jobs:dlq_list", "list dead jobs", True)
-        sub = command(
-            dlq_commands, "retry", "queuectl.cli.jobs:dlq_retry", "move dead jobs to pending"
-        )
-        sub.add_argument("ids", nargs="*", metavar="ID")
-        sub.add_argument("--all", action="store_true", help="every dead job")
-
-    if wanted("config"):
-        config_commands = group("config", "persistent settings")
-        command(config_commands, "list", "queuectl.cli.settings:config_list", "every key", True)
-        sub = command(config_commands, "get", "queuectl.cli.settings:config_get", "one key")
-        sub.add_argument("key", metavar="KEY")
-        sub = command(config_commands, "set", "queuectl.cli.settings:config_set", "set a key")
-        sub.add_argument("key", metavar="KEY")
-        sub.add_argument("value", metavar="VALUE")
-
-    if wanted("purge"):
-        sub = command(
-            commands, "purge", "queuectl.cli.operations:purge", "delete old completed/dead jobs"
-        )
-        sub.add_argument(
-            "--state", action="append", type=_final_state, help="completed or dead (default both)"
-        )
-        sub.add_argument(
-            "--older-than", required=True, type=_duration, metavar="AGE", help="e.g. 7d, 12h, 30m"
-        )
-        sub.add_argument("--dry-run", action="store_true", help="only say what would go")
-
-    if wanted("backup"):
-        sub = command(
-            commands, "backup", "queuectl.cli.operations:backup", "copy the live database"
-        )
-        sub.add_argument("path", metavar="PATH", help="a new file")
-
-    if wanted("doctor"):
-        command(commands, "doctor", "queuectl.cli.operations:doctor", "check database and workers")
-
-    if wanted("stats"):
-        sub = command(
-            commands, "stats", "queuectl.cli.stats:stats", "throughput, durations, failures", True
-        )
-        sub.add_argument(
-            "--since", default="1h", metavar="WINDOW", help="e.g. 15m, 1h, 7d (default 1h)"
-        )
-
-    if wanted("dashboard"):
-        sub = command(
-            commands, "dashboard", "queuectl.cli.dashboard:serve", "live web dashboard and /metrics"
-        )
-        sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-        sub.add_argument("--port", type=_non_negative_int, default=8080, help="default 8080")
-        sub.add_argument(
-            "--token", help="access token (required off loopback; default: generated and printed)"
-        )
-
-    if wanted("completion"):
-        sub = command(
-            commands, "completion", "queuectl.cli.completion:print_script", "shell completion"
-        )
-        sub.add_argument("shell", choices=("bash", "zsh", "fish"))
-
-    return parser
+    return arg == "-" or not arg.startswith("-")
 
 
-_COMMANDS = (
-    "init-db",
-    "enqueue",
-    "worker",
-    "status",
-    "list",
-    "show",
-    "wait",
-    "logs",
-    "dlq",
-    "config",
-    "stats",
-    "dashboard",
-    "completion",
-    "purge",
-    "backup",
-    "doctor",
-)
+def _plain_enqueue(argv: list[str]) -> EnqueueRequest | None:
+    """`[--db URL] [--debug] enqueue` with JSON, --file/-f PATH, --json; None otherwise.
 
-
-def _command_named(argv: list[str]) -> str | None:
-    """The top-level command in argv, if it can be told without parsing; else None."""
-    if any(arg in ("-h", "--help") for arg in argv):
-        return None
+    Each option at most once, the JSON at most once, in any order after
+    `enqueue`. Anything else (an abbreviation, `--opt=value`, an option twice,
+    a JSON starting with "-", --help, a stray word) is None, and argparse reads
+    it. Whatever this accepts, argparse reads the same way (tests/unit/test_cli_argv.py).
+    """
+    given: dict[str, str] = {}  # dest -> value ("" for a flag)
+    job: str | None = None
+    options = _GLOBAL_OPTIONS
     index = 0
-    while index < len(argv) and argv[index].startswith("-"):
-        index += 2 if argv[index] == "--db" else 1
-    if index < len(argv) and argv[index] in _COMMANDS:
-        return argv[index]
-    return None
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg == "enqueue" and options is _GLOBAL_OPTIONS:
+            options = _ENQUEUE_OPTIONS
+        elif arg in options:
+            dest, takes_value = options[arg]
+            if dest in given:
+                return None  # argparse's rule for a repeat (the last wins)
+            if not takes_value:
+                given[dest] = ""
+            elif index < len(argv) and _is_value(argv[index]):
+                given[dest] = argv[index]
+                index += 1
+            else:
+                return None  # argparse's "expected one argument"
+        elif options is _ENQUEUE_OPTIONS and job is None and not arg.startswith("-"):
+            job = arg
+        else:
+            return None
+    if options is not _ENQUEUE_OPTIONS:
+        return None
+    from queuectl.cli.enqueue import EnqueueRequest
+
+    return EnqueueRequest(job=job, file=given.get("file"), json="json" in given, db=given.get("db"))
 
 
 def _debug_enabled(argv: list[str]) -> bool:
@@ -297,13 +81,27 @@ def _debug_enabled(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
-    args = build_parser(_command_named(arguments)).parse_args(arguments)
+    request = _plain_enqueue(arguments)
+    if request is not None:
+        from queuectl.cli.enqueue import enqueue
+
+        return _run(lambda: enqueue(request), arguments)
+    import importlib
+
+    from queuectl.cli.parser import parse
+
+    args = parse(arguments)
     module_name, _, function_name = args.handler.partition(":")
     handler = getattr(importlib.import_module(module_name), function_name)
+    return _run(lambda: handler(args), arguments)
+
+
+def _run(handler: Callable[[], int | None], arguments: list[str]) -> int:
+    """Run the command; its errors become an `Error:` line and an exit code."""
     from queuectl.errors import QueuectlError
 
     try:
-        return int(handler(args) or 0)
+        return int(handler() or 0)
     except QueuectlError as exc:
         if _debug_enabled(arguments):
             raise

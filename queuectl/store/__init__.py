@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from queuectl.paths import DatabaseLocation, resolve_database
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:  # the Protocol class is costly to build at start-up
-    from queuectl.store.base import Store
+    from queuectl.store.base import Producer, Store
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Producer", "Store", "open_producer", "open_store"]
 
 
 def open_store(location: DatabaseLocation | None = None, *, durable: bool = True) -> Store:
@@ -30,10 +29,25 @@ def open_store(location: DatabaseLocation | None = None, *, durable: bool = True
     return SqliteStore(location.path, durable=durable)
 
 
+def open_producer(location: DatabaseLocation | None = None) -> Producer:
+    """Like open_store, for enqueueing only: on SQLite, without the rest of the store's imports.
+
+    One `queuectl enqueue` process per job is a common pattern, so its start-up
+    counts: see sqlite_producer.py.
+    """
+    location = location or resolve_database()
+    if location.kind == "postgresql":
+        return open_store(location)
+    from queuectl.store.sqlite_producer import SqliteProducer
+
+    assert location.path is not None
+    return SqliteProducer(location.path)
+
+
 def __getattr__(name: str) -> object:
     """`from queuectl.store import Store` still works, without the start-up cost."""
-    if name == "Store":
-        from queuectl.store.base import Store
+    if name in ("Producer", "Store"):
+        from queuectl.store import base
 
-        return Store
+        return getattr(base, name)
     raise AttributeError(name)

@@ -21,7 +21,6 @@ from queuectl.domain import (
     Job,
     JobState,
     LostRun,
-    NewJob,
     Outcome,
     RecoveredJob,
     Run,
@@ -30,19 +29,36 @@ from queuectl.domain import (
     WorkerInfo,
 )
 from queuectl.settings import Config
+from queuectl.spec import NewJob
 
 # What a recoverer learned of a lost run: see Store.recover_expired.
 LostRunFate = Outcome | LostRun | None
 
 
-class Store(Protocol):
-    """Everything queuectl keeps. Methods raise queuectl.errors types only."""
+class Producer(Protocol):
+    """What `queuectl enqueue` needs: a part of Store, which on SQLite opens with fewer imports.
+
+    Methods raise queuectl.errors types only.
+    """
 
     description: str  # where the data is, safe to print
-    # How many jobs a worker may claim at once (settle's claim_up_to); 1: one at a time.
-    max_claim_batch: int
 
     def close(self) -> None: ...
+
+    def config(self) -> Config:
+        """Effective settings (stored values over defaults)."""
+        ...
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[str]:
+        """Add every job or none (DuplicateJob names the first clash); durable on return."""
+        ...
+
+
+class Store(Producer, Protocol):
+    """Everything queuectl keeps. Methods raise queuectl.errors types only."""
+
+    # How many jobs a worker may claim at once (settle's claim_up_to); 1: one at a time.
+    max_claim_batch: int
 
     def maintain(self) -> None:
         """Housekeeping a worker runs now and then, off its claim path (SQLite: checkpoint)."""
@@ -57,17 +73,8 @@ class Store(Protocol):
         """The settings explicitly set, by canonical key."""
         ...
 
-    def config(self) -> Config:
-        """Effective settings (stored values over defaults)."""
-        ...
-
     def set_config(self, key: str, value: str) -> None:
         """Store an already validated canonical key and value."""
-        ...
-
-    # --- producers -----------------------------------------------------------
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[str]:
-        """Add every job or none (DuplicateJob names the first clash); durable on return."""
         ...
 
     # --- inspection ------------------------------------------------------------

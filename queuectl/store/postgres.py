@@ -30,7 +30,6 @@ from queuectl.domain import (
     HeartbeatReply,
     Job,
     JobState,
-    NewJob,
     Outcome,
     OutcomeKind,
     RecoveredJob,
@@ -42,6 +41,7 @@ from queuectl.domain import (
 from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound, StoreUnavailable, WrongState
 from queuectl.retry import decide_after_failure
 from queuectl.settings import Config
+from queuectl.spec import NewJob
 from queuectl.store import postgres_queries as q
 from queuectl.store.base import LostRunFate
 from queuectl.store.postgres_connection import Applied, Connection, Link, connect

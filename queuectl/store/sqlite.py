@@ -1,7 +1,7 @@
 """The SQLite store: the embedded default backend.
 
 WAL journal; every write in an explicit BEGIN IMMEDIATE, taken in turn through
-a writer lock (flock on a file beside the database: see _WriterLock) and then
+a writer lock (flock on a file beside the database: see sqlite_producer.py) and then
 with short jittered retries against writers that do not take it; one
 connection per thread, never shared across fork; enqueues are fsynced before
 they are acknowledged.
@@ -9,18 +9,12 @@ they are acknowledged.
 
 from __future__ import annotations
 
-import fcntl
-import functools
 import json
 import os
-import random
 import sqlite3
-import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from queuectl.domain import (
     Claim,
@@ -30,7 +24,6 @@ from queuectl.domain import (
     Job,
     JobState,
     LostRun,
-    NewJob,
     Outcome,
     OutcomeKind,
     RecoveredJob,
@@ -39,28 +32,25 @@ from queuectl.domain import (
     Settled,
     WorkerInfo,
 )
-from queuectl.errors import DuplicateJob, JobNotFound, StoreUnavailable, WrongState
-from queuectl.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
+from queuectl.errors import JobNotFound, StoreUnavailable, WrongState
+from queuectl.records import NamedTuple
 from queuectl.retry import decide_after_failure
-from queuectl.settings import Config
-from queuectl.store.base import LostRunFate
 from queuectl.store.sqlite_insights import SqliteInsights
-from queuectl.store.sqlite_maintenance import (
-    NETWORK_FILESYSTEMS,
-    SqliteMaintenance,
-    filesystem_type,
+from queuectl.store.sqlite_maintenance import SqliteMaintenance
+from queuectl.store.sqlite_producer import (
+    SqliteProducer,
+    _file_identity,
+    _translate,
+    _translating,
 )
-from queuectl.store.sqlite_schema import LATEST_VERSION, MIGRATIONS
 from queuectl.timeutil import from_micros, to_micros
 
-# How long a writer waits for the write lock before the command fails.
-LOCK_WAIT_LIMIT = 30.0
-# Each retry sleeps a random time up to this bound, so waiters do not march in step.
-_LOCK_RETRY_MAX_SLEEP = 0.002
-# Between tries for the writers' turn: from the first, doubling up to the max. A
-# turn lasts a fraction of a millisecond; a try costs a system call.
-_TURN_FIRST_SLEEP = 0.00005
-_TURN_MAX_SLEEP = 0.0002
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from queuectl.store.base import LostRunFate
+
 # Without inotify, an idle worker polls PRAGMA data_version this often (tens of
 # microseconds a check): a new job waits 2.5 ms on average, at about 2% of a core.
 _CHANGE_CHECK_INTERVAL = 0.005
@@ -69,13 +59,8 @@ _WATCHED_CHECK_INTERVAL = 0.25
 # ... and, after the WAL was written, this often for this long, until the commit shows.
 _BURST_CHECK_INTERVAL = 0.001
 _BURST_SECONDS = 0.05
-_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # A WAL longer than this many frames (4 KiB pages) gets a TRUNCATE checkpoint.
 _WAL_RESTART_FRAMES = 4096
-# Beside the database: writers take turns through an flock on it (see _WriterLock).
-WRITER_LOCK_SUFFIX = "-lock"
-# Settings are re-read at most this often by a long-lived connection.
-_CONFIG_TTL = 2.0
 
 _JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, cwd, env, "
@@ -131,49 +116,13 @@ _DELETE_LIVE_OUTPUT_SQL = "DELETE FROM live_output WHERE job_id = ?"
 # Only the worker holding this very run may write its outcome.
 _FENCE = "id = ? AND state = 'processing' AND worker_id = ? AND runs_total = ?"
 
-T = TypeVar("T")
 
+class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
+    """The store on one SQLite file. One per thread.
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc)
-    return "locked" in message or "busy" in message
-
-
-def _translate(exc: sqlite3.Error, path: str) -> StoreUnavailable:
-    message = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
-        return StoreUnavailable(f"database {path} stayed locked for over {LOCK_WAIT_LIMIT:.0f}s")
-    if "readonly" in message or "read-only" in message:
-        return StoreUnavailable(f"database {path} is read-only: {message}")
-    if "full" in message:
-        return StoreUnavailable(f"no space left for database {path}: {message}")
-    if "not a database" in message or "malformed" in message:
-        return StoreUnavailable(f"database {path} is corrupt or not a queuectl database: {message}")
-    if "unable to open" in message:
-        if not os.access(os.path.dirname(path) or ".", os.W_OK):
-            # WAL mode needs to create path-wal and path-shm beside the database.
-            return StoreUnavailable(
-                f"cannot open database {path}: its directory is read-only or not writable"
-            )
-        return StoreUnavailable(f"cannot open database {path}: {message}")
-    return StoreUnavailable(f"database error on {path}: {message}")
-
-
-def _translating(method: Callable[..., T]) -> Callable[..., T]:
-    """Public methods raise queuectl errors only, never sqlite3's."""
-
-    @functools.wraps(method)
-    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
-
-    return wrapper
-
-
-class SqliteStore(SqliteInsights, SqliteMaintenance):
-    """The store on one SQLite file (with insights: sqlite_insights.py). One per thread."""
+    Opening, settings and enqueue come from SqliteProducer (sqlite_producer.py),
+    insights from SqliteInsights (sqlite_insights.py).
+    """
 
     max_claim_batch = MAX_CLAIM_BATCH
 
@@ -184,138 +133,9 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
         durable: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = os.fspath(path)
-        self.description = self.path
-        self._clock = clock
-        self._config: Config | None = None
-        self._config_read_at = 0.0
         self._watcher: WalWatcher | None = None
         self._watch_failed = False
-        self._writer_lock = _WriterLock(self.path + WRITER_LOCK_SUFFIX)
-        try:
-            self._conn = self._connect(durable)
-            self._migrate()
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
-        self._file_id = _file_identity(self.path)
-
-    # --- connection and schema ----------------------------------------------------
-    def _connect(self, durable: bool) -> sqlite3.Connection:
-        created = self._prepare_file()
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0.002)
-        conn.execute("PRAGMA busy_timeout = 2")
-        # FULL syncs the WAL at every commit: an acknowledged enqueue survives power loss.
-        # A worker's bookkeeping may use NORMAL: a power loss can at worst re-run a job.
-        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-        if not durable:
-            # A checkpoint fsyncs; keep it off the claim path. The worker's heartbeat
-            # thread calls maintain() instead.
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
-        # After a checkpoint, cut the WAL file back to this size: it stays bounded.
-        conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
-        if created:
-            _fsync_directory(os.path.dirname(self.path))
-        return conn
-
-    def _prepare_file(self) -> bool:
-        """Create the directory 0700 and the file 0600, whatever the umask.
-
-        Refuses a network file system, where SQLite's locking cannot be trusted.
-        """
-        directory = os.path.dirname(self.path)
-        if not os.path.exists(directory):
-            try:
-                os.makedirs(directory, mode=PRIVATE_DIR_MODE, exist_ok=True)
-                os.chmod(directory, PRIVATE_DIR_MODE)
-            except OSError as exc:
-                raise StoreUnavailable(f"cannot create {directory}: {exc.strerror}") from None
-        fs_type = filesystem_type(directory)
-        if fs_type in NETWORK_FILESYSTEMS:
-            raise StoreUnavailable(
-                f"{self.path} is on a network file system ({fs_type}), where SQLite's locking "
-                "is unsafe and jobs could run twice: keep the database on a local disk, or "
-                "use PostgreSQL (QUEUECTL_DB=postgresql://...)"
-            )
-        created = False
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-            os.close(fd)
-            created = True
-        except FileExistsError:
-            _check_is_database(self.path)  # before touching anything that is not ours
-        except OSError as exc:
-            raise StoreUnavailable(f"cannot create database {self.path}: {exc.strerror}") from None
-        return created
-
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        # SQLite has read the header: a SQLite file, so its modes are ours to tighten.
-        for suffix in ("", "-wal", "-shm"):
-            _make_private(self.path + suffix)
-        if version == LATEST_VERSION:
-            return
-        if version > LATEST_VERSION:
-            raise StoreUnavailable(
-                f"database {self.path} has schema version {version}, newer than this queuectl "
-                f"understands ({LATEST_VERSION}): upgrade queuectl"
-            )
-        tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables == 0:
-            # Only possible before the first table exists; lets purge give space back.
-            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        self._retry_busy(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        imported_legacy = False
-        with self._write() as conn:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            for number, _description, apply in MIGRATIONS:
-                if number > current:
-                    if number == 1:
-                        imported_legacy = _has_table(conn, "jobs")
-                    apply(conn)
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
-                        (number, self._now_us()),
-                    )
-            conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
-        if imported_legacy:
-            # The original system's file had no auto_vacuum; VACUUM applies it now.
-            self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-            self._conn.execute("VACUUM")
-        for suffix in ("", "-wal", "-shm"):
-            _make_private(self.path + suffix)
-
-    def _retry_busy(self, action: Callable[[], T]) -> T:
-        deadline = time.monotonic() + LOCK_WAIT_LIMIT
-        while True:
-            try:
-                return action()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(random.uniform(0.0001, _LOCK_RETRY_MAX_SLEEP))
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: BEGIN IMMEDIATE with jittered retries, then COMMIT."""
-        conn = self._conn
-        with self._writer_lock:
-            self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            try:
-                self._retry_busy(lambda: conn.execute("COMMIT"))
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    def _now_us(self) -> int:
-        return int(self._clock() * 1_000_000)
+        super().__init__(path, durable=durable, clock=clock)
 
     @_translating
     def maintain(self) -> None:
@@ -334,71 +154,17 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
-        self._conn.close()
-        self._writer_lock.close()
+        super().close()
 
     def now(self) -> datetime:
         return from_micros(self._now_us())
 
     # --- configuration -------------------------------------------------------------
     @_translating
-    def stored_config(self) -> dict[str, str]:
-        return dict(self._conn.execute("SELECT key, value FROM config").fetchall())
-
-    def config(self) -> Config:
-        moment = time.monotonic()
-        if self._config is None or moment - self._config_read_at > _CONFIG_TTL:
-            self._config = Config.from_stored(self.stored_config())
-            self._config_read_at = moment
-        return self._config
-
-    @_translating
     def set_config(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (key, value))
         self._config = None
-
-    # --- producers -------------------------------------------------------------------
-    @_translating
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[str]:
-        now = self._now_us()
-        rows = [
-            (
-                job.id,
-                job.command,
-                job.max_retries,
-                job.priority,
-                to_micros(job.run_at) if job.run_at else now + int(job.delay * 1_000_000),
-                job.timeout,
-                job.cwd,
-                json.dumps(job.env, ensure_ascii=False) if job.env else "{}",
-                now,
-                now,
-            )
-            for job in jobs
-        ]
-        try:
-            with self._write() as conn:
-                conn.executemany(
-                    "INSERT INTO jobs (id, command, state, max_retries, priority, run_at, timeout,"
-                    " cwd, env, created_at, updated_at) "
-                    "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                # Pending rows are not counted by a trigger (see migration 3).
-                conn.execute(
-                    "UPDATE job_counts SET n = n + ? WHERE state = 'pending'", (len(rows),)
-                )
-        except sqlite3.IntegrityError:
-            # Rolled back by now, so only rows that existed before are seen.
-            raise DuplicateJob(self._first_existing([job.id for job in jobs])) from None
-        return [job.id for job in jobs]
-
-    def _first_existing(self, ids: list[str]) -> str:
-        for job_id in ids:
-            if self._conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
-                return job_id
-        return ids[0]
 
     # --- inspection ----------------------------------------------------------------------
     @_translating
@@ -897,73 +663,6 @@ class SqliteStore(SqliteInsights, SqliteMaintenance):
         return recovered
 
 
-class _WriterLock:
-    """Writers of one database take turns through an flock on a file beside it.
-
-    Waiting on SQLite's own lock is slow: BEGIN IMMEDIATE on a locked database
-    runs SQLite's busy handler, which sleeps a whole millisecond and more
-    before trying again, so the lock sits free while its waiters sleep (2
-    workers lost about a quarter of their throughput that way, and claims
-    waited up to 70 ms). An flock attempt costs one system call, so a waiter
-    can try every few tens of microseconds, and BEGIN IMMEDIATE then runs only
-    once the turn is ours. SQLite's lock stays the real mutual exclusion: this
-    one only orders the writers that take it, so a process that does not (an
-    older queuectl, the sqlite3 shell) is still safe, only waited for the slow
-    way.
-
-    The wait is a loop rather than a blocking flock() so that it can end with
-    an error after LOCK_WAIT_LIMIT, as before, if a writer is frozen holding
-    it. The lock dies with its holder's process. Without the file (a read-only
-    directory) there is no turn-taking, only SQLite's lock.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._fd: int | None = None  # opened at the first write: the database is checked by then
-        self._released_at = 0.0
-
-    def __enter__(self) -> None:
-        if self._fd is None:
-            try:
-                self._fd = os.open(
-                    self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE
-                )
-            except OSError:
-                self._fd = -1
-        if self._fd < 0:
-            return
-        if time.monotonic() - self._released_at < _TURN_MAX_SLEEP:
-            # Back to back (a purge in batches): pause so that a waiter, which tries
-            # again within _TURN_MAX_SLEEP, gets its turn in between.
-            time.sleep(_TURN_MAX_SLEEP * 1.5)
-        delay = _TURN_FIRST_SLEEP
-        deadline = 0.0
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                now = time.monotonic()
-                if not deadline:
-                    deadline = now + LOCK_WAIT_LIMIT
-                elif now > deadline:
-                    raise sqlite3.OperationalError("database is locked") from None
-                # Jittered and growing: waiters do not march in step, and a long
-                # wait costs little CPU.
-                time.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, _TURN_MAX_SLEEP)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None and self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._released_at = time.monotonic()
-
-    def close(self) -> None:
-        if self._fd is not None and self._fd >= 0:
-            os.close(self._fd)
-        self._fd = None
-
-
 class _RunInProgress(NamedTuple):
     job_id: str
     n: int
@@ -999,56 +698,3 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         worker_id=row[14],
         runs_total=row[15],
     )
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return bool(
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-    )
-
-
-def _check_is_database(path: str) -> None:
-    """An existing path must be a file; SQLite then reads its header (see _migrate), and
-    only after that are its modes changed: never chmod a stranger's file.
-
-    Never open() the file here: closing that descriptor would release every POSIX lock
-    this process holds on it, those of another thread's SQLite connection included (a
-    worker opens a second store for its heartbeat thread). Other processes could then
-    checkpoint and reset the WAL under that connection: a corrupt database.
-    """
-    if os.path.isdir(path):
-        raise StoreUnavailable(f"{path} is a directory, not a database file")
-
-
-def _file_identity(path: str) -> tuple[int, int] | None:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return (status.st_dev, status.st_ino)
-
-
-def _make_private(path: str) -> None:
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return
-        if os.stat(path).st_mode & 0o777 != PRIVATE_FILE_MODE:
-            os.chmod(path, PRIVATE_FILE_MODE)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        pass  # not ours to change (e.g. read-only mount): opening will tell
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make a new file's directory entry durable too."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -16,15 +16,17 @@ import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from queuectl.store.run_stats import DURATION_BOUNDS_SECONDS
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from queuectl.domain import JobState
     from queuectl.store.insights import JobPage, QueueStats, RunTotals
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 _MINUTE_US = 60_000_000
 _RUNNABLE = "state IN ('pending', 'failed')"
@@ -72,7 +74,7 @@ def _translating(method: Callable[..., T]) -> Callable[..., T]:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            from queuectl.store.sqlite import _translate
+            from queuectl.store.sqlite_producer import _translate
 
             raise _translate(exc, self.path) from exc
 

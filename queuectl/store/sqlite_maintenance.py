@@ -11,38 +11,19 @@ import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from queuectl.domain import Diagnostic, JobState
 from queuectl.errors import InvalidInput, OperationFailed
+from queuectl.store.sqlite_producer import NETWORK_FILESYSTEMS, filesystem_type
 from queuectl.store.sqlite_schema import LATEST_VERSION
 from queuectl.timeutil import to_micros
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 
 # Pages copied per step of an online backup: small steps let writers in between.
 _BACKUP_PAGES_PER_STEP = 1024
 # A WAL larger than this after a checkpoint is reported by `doctor`.
 _WAL_WARN_BYTES = 256 * 1024 * 1024
-# File systems whose locking SQLite cannot trust (its documentation warns about them).
-NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph")
-
-
-def filesystem_type(path: str) -> str | None:
-    """The type of the file system holding `path`, from /proc/self/mounts (Linux)."""
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as handle:
-            mounts = [line.split() for line in handle]
-    except OSError:
-        return None
-    target = os.path.realpath(path)
-    best, best_type = "", None
-    for fields in mounts:
-        if len(fields) < 3:
-            continue
-        mount_point = fields[1].replace("\\040", " ")
-        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, fields[2]
-    return best_type
 
 
 class SqliteMaintenance:

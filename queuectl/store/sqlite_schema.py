@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 from queuectl import settings
 from queuectl.errors import InvalidInput
-from queuectl.retry import retry_delay
 from queuectl.store.run_stats import DURATION_BOUNDS_US, STATS_RETENTION_MINUTES
 from queuectl.timeutil import now_utc, parse_timestamp, to_micros
 
@@ -271,6 +270,10 @@ def _import_original_system(conn: sqlite3.Connection) -> None:
     Its `processing` jobs become lost runs that the normal recovery takes back;
     its `failed` jobs become runnable after their backoff from updated_at.
     """
+    # Here, not at the top: it brings the domain types, which `queuectl enqueue`
+    # (which imports this module to check the schema version) never needs.
+    from queuectl.retry import retry_delay
+
     stored: dict[str, str] = {}
     for key, value in conn.execute("SELECT key, value FROM legacy_config"):
         canonical = settings.normalize_key(str(key))

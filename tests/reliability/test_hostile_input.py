@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from queuectl import spec
-from queuectl.cli.main import build_parser
-from queuectl.domain import NewJob
+from queuectl.cli.parser import build_parser
 from queuectl.errors import DuplicateJob, InvalidInput
 from queuectl.settings import SETTINGS, Config, effective_values
+from queuectl.spec import NewJob
 from queuectl.store.sqlite import SqliteStore
 from tests.e2e.worker_helpers import Queue
 from tests.helpers import assert_error, run_cli

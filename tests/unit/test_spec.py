@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
+import unicodedata
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from queuectl import spec
 from queuectl.errors import InvalidInput
@@ -467,3 +472,74 @@ def test_batch_generates_distinct_ids() -> None:
 def test_batch_item_must_be_an_object() -> None:
     with pytest.raises(InvalidInput, match="job 1"):
         spec.parse_job_batch([["echo"]], DEFAULTS)
+
+
+# --- the shortcuts of the per-job checks (enqueue --file runs them 100,000 times) --------
+
+
+_REJECTED_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def _id_characters_allowed(value: str) -> bool:
+    """The id rule, one character at a time (what validate_id's shortcut must agree with)."""
+    return not any(
+        char.isspace() or unicodedata.category(char) in _REJECTED_CATEGORIES for char in value
+    )
+
+
+def test_printable_characters_are_never_ones_the_id_rule_rejects() -> None:
+    # validate_id accepts an isprintable() id without " " at once: sound for every code point.
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if char.isprintable() and char != " ":
+            assert _id_characters_allowed(char), f"U+{code:04X}"
+
+
+@given(st.text(min_size=1, max_size=12).filter(lambda text: not text.startswith("-")))
+def test_id_verdicts_match_the_per_character_rule(job_id: str) -> None:
+    try:
+        spec.validate_id(job_id)
+        accepted = True
+    except InvalidInput:
+        accepted = False
+    assert accepted == _id_characters_allowed(job_id)
+
+
+def test_the_first_duplicate_key_is_named() -> None:
+    with pytest.raises(InvalidInput, match="duplicate key 'b'"):
+        spec.load_json('{"a": 1, "b": 2, "c": 3, "b": 4, "a": 5}')
+
+
+def test_the_first_unknown_field_is_named() -> None:
+    assert "unknown field 'zz'" in rejected(zz=1, aa=2)
+
+
+def test_ascii_command_limit_is_exact() -> None:
+    assert parse(command="x" * spec.MAX_COMMAND_BYTES).command
+    assert "longer than" in rejected(command="x" * (spec.MAX_COMMAND_BYTES + 1))
+
+
+@pytest.mark.parametrize("command", ["\u3000", "\u2028", " \x0b\x0c\x1c "])
+def test_unicode_blank_commands_are_rejected(command: str) -> None:
+    assert "blank" in rejected(command=command)
+
+
+def test_batch_ids_are_generated_like_single_ones() -> None:
+    items = [{"command": "a"}, {"id": "given", "command": "b"}, {"command": "c"}]
+    jobs = spec.parse_job_batch(items, DEFAULTS)
+    assert jobs[1].id == "given"
+    for job in (jobs[0], jobs[2]):
+        assert re.fullmatch(r"[0-9a-f]{16}", job.id)
+    assert jobs[0].id != jobs[2].id
+
+
+def test_json_lines_errors_name_their_line_and_kind() -> None:
+    lines = ['{"command": "a"}', "", '{"command": "b", "n": ' + "9" * 5000 + "}"]
+    with pytest.raises(InvalidInput, match=r"^invalid JSON on line 3: Exceeds the limit"):
+        spec.load_batch("\n".join(lines))
+    with pytest.raises(InvalidInput, match=r"^duplicate key 'command' in JSON object$"):
+        spec.load_batch('{"command": "a"}\n{"command": "a", "command": "b"}\n')
+    with pytest.raises(InvalidInput, match=r"^invalid JSON on line 2: nested too deeply$"):
+        spec.load_batch('{"command": "a"}\n' + "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InvalidInput, match=r"^invalid JSON on line 2: Expecting value"):
+        spec.load_batch('{"command": "a"}\n\u00a0{}')  # not JSON whitespace
