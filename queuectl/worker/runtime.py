@@ -192,9 +192,11 @@ class Worker:
                     continue
                 claim = self._held.popleft()
                 following = min(batch * 2, self.store.max_claim_batch)
-                # The last held job: the next batch is claimed while it runs (by the batch
-                # it earns if it proves short; given back by _settle_while_running if not).
-                self._claim_ahead = following if not self._held and following > 1 else 0
+                # The last held job, after a short one: the next batch is claimed while it
+                # runs (the batch it earns if it proves short; given back by
+                # _settle_while_running if not). After a slow job (batch 1) the next claim
+                # waits for this one to end, or slow jobs would each claim and give back.
+                self._claim_ahead = following if not self._held and batch > 1 else 0
                 short = self._run_claim(executor, claim)
                 done += 1
                 batch = following if short else 1

@@ -132,3 +132,31 @@ def test_a_scratch_left_without_its_run_file_is_swept_once_old(
     sweeper = Worker(lambda: store, "sweeper", scratch)
     sweeper._sweep_scratch(store)
     assert sorted(p.name for p in scratch.iterdir()) == ["starting"]
+
+
+class _SettleLog(SqliteStore):
+    """The real store, noting how many jobs each settle() claimed and gave back."""
+
+    claimed: list[int]
+    released: list[int]
+
+    def settle(self, worker_id, finished, release, claim_up_to):  # type: ignore[no-untyped-def]
+        settled = super().settle(worker_id, finished, release, claim_up_to)
+        self.claimed.append(len(settled.claims))
+        self.released.append(len(release))
+        return settled
+
+
+def test_slow_jobs_are_claimed_one_by_one_and_never_claimed_ahead(tmp_path: Path) -> None:
+    """Claiming the next batch while a job runs pays only after a short job: a stream of
+    slow jobs would otherwise claim jobs ahead and give them back, every job."""
+    path = tmp_path / "queue.db"
+    logged = _SettleLog(path, durable=False)
+    logged.claimed, logged.released = [], []
+    logged.enqueue([new_job(f"slow{i}", "sleep 0.1") for i in range(4)])
+    stores = iter([logged])
+    worker = Worker(lambda: next(stores, None) or SqliteStore(path), "w-slow", tmp_path / "run")
+    assert worker.run(burst=True) == 4
+    assert sum(logged.released) == 0, logged.released
+    assert max(logged.claimed) == 1 and sum(logged.claimed) == 4, logged.claimed
+    assert logged.counts()[JobState.COMPLETED] == 4
