@@ -52,6 +52,10 @@ _CONFIG_TTL = 2.0
 # A batch of more jobs than this is inserted with a page cache of up to this many KiB
 # (see SqliteProducer.enqueue); SQLite's default cache is 2 MiB.
 _BIG_BATCH_JOBS = 1000
+# A worker's connections (two a worker) work on a few hot pages: the runnable index, the
+# newest rows. SQLite's default 2 MiB cache each only filled up with pages read once, and
+# a worker's memory grew by that much over its first 20,000 jobs.
+_WORKER_CACHE_KIB = 512
 _BIG_BATCH_CACHE_KIB = 64 * 1024
 # File systems whose locking SQLite cannot trust (its documentation warns about them).
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph")
@@ -150,6 +154,7 @@ class SqliteProducer:
             # A checkpoint fsyncs; keep it off the claim path. The worker's heartbeat
             # thread calls maintain() instead.
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA cache_size = {-_WORKER_CACHE_KIB}")
         # After a checkpoint, cut the WAL file back to this size: it stays bounded.
         conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
         if created:
