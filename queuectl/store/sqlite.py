@@ -39,9 +39,9 @@ from queuectl.store.sqlite_insights import SqliteInsights
 from queuectl.store.sqlite_maintenance import SqliteMaintenance
 from queuectl.store.sqlite_producer import (
     SqliteProducer,
-    _file_identity,
-    _translate,
-    _translating,
+    file_identity,
+    translate_error,
+    translating,
 )
 from queuectl.timeutil import from_micros, to_micros
 
@@ -137,7 +137,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         self._watch_failed = False
         super().__init__(path, durable=durable, clock=clock)
 
-    @_translating
+    @translating
     def maintain(self) -> None:
         """Checkpoint: copy the WAL back into the database, and keep the WAL file bounded.
 
@@ -150,7 +150,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         if wal_frames > _WAL_RESTART_FRAMES:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
-    @_translating
+    @translating
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
@@ -160,21 +160,21 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         return from_micros(self._now_us())
 
     # --- configuration -------------------------------------------------------------
-    @_translating
+    @translating
     def set_config(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute("INSERT OR REPLACE INTO config (key, value) VALUES (?, ?)", (key, value))
         self._config = None
 
     # --- inspection ----------------------------------------------------------------------
-    @_translating
+    @translating
     def get_job(self, job_id: str) -> Job | None:
         row = self._conn.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         return _job_from_row(row) if row else None
 
-    @_translating
+    @translating
     def get_runs(self, job_id: str) -> list[Run]:
         rows = self._conn.execute(
             "SELECT job_id, n, started_at, finished_at, exit_code, signal, error, worker_id "
@@ -199,7 +199,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
             for row in rows
         ]
 
-    @_translating
+    @translating
     def get_output(self, job_id: str, run_no: int | None = None) -> RunOutput | None:
         conn = self._conn
         if run_no is None:
@@ -226,7 +226,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         ).fetchone()
         return RunOutput(run_no, b"", 0, finished=False) if running else None
 
-    @_translating
+    @translating
     def list_jobs(self, state: JobState | None = None, limit: int | None = None) -> list[Job]:
         sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
         params: list[Any] = []
@@ -239,12 +239,12 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
             params.append(limit)
         return [_job_from_row(row) for row in self._conn.execute(sql, params)]
 
-    @_translating
+    @translating
     def counts(self) -> dict[JobState, int]:
         rows = dict(self._conn.execute("SELECT state, n FROM job_counts").fetchall())
         return {state: int(rows.get(state.value, 0)) for state in JobState}
 
-    @_translating
+    @translating
     def next_run_at(self) -> datetime | None:
         # Scans the waiting jobs (no index of its own: that would cost every claim a page
         # write); only idle workers ask, at most once per poll_interval.
@@ -254,7 +254,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         return from_micros(row[0]) if row and row[0] is not None else None
 
     # --- dead letter queue -------------------------------------------------------------
-    @_translating
+    @translating
     def retry_dead(self, job_ids: Sequence[str]) -> None:
         now = self._now_us()
         with self._write() as conn:
@@ -270,7 +270,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                     (now, now, job_id),
                 )
 
-    @_translating
+    @translating
     def retry_all_dead(self) -> int:
         now = self._now_us()
         with self._write() as conn:
@@ -282,7 +282,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
             return cursor.rowcount
 
     # --- workers ------------------------------------------------------------------------
-    @_translating
+    @translating
     def register_worker(self, worker: WorkerInfo) -> None:
         with self._write() as conn:
             conn.execute(
@@ -298,14 +298,14 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                 ),
             )
 
-    @_translating
+    @translating
     def unregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 
-    @_translating
+    @translating
     def heartbeat(self, worker_id: str) -> HeartbeatReply:
-        if _file_identity(self.path) != self._file_id:
+        if file_identity(self.path) != self._file_id:
             # Deleted (its directory removed) or replaced: this connection works on a file
             # no one else sees, so `status` and `worker stop` could never reach us.
             raise StoreUnavailable(f"database {self.path} was deleted or replaced while in use")
@@ -318,14 +318,14 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
             return HeartbeatReply.UNKNOWN
         return HeartbeatReply.STOP if row[0] else HeartbeatReply.CONTINUE
 
-    @_translating
+    @translating
     def request_stop(self, worker_ids: Sequence[str]) -> None:
         with self._write() as conn:
             conn.executemany(
                 "UPDATE workers SET stop_requested = 1 WHERE id = ?", [(w,) for w in worker_ids]
             )
 
-    @_translating
+    @translating
     def list_workers(self) -> list[WorkerInfo]:
         rows = self._conn.execute(
             "SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at, "
@@ -372,7 +372,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                 if self._conn.execute("PRAGMA data_version").fetchone()[0] != start:
                     return
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
 
     def _wal_watcher(self) -> WalWatcher | None:
         if self._watcher is None and not self._watch_failed:
@@ -384,7 +384,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                 self._watch_failed = True  # e.g. no inotify: poll instead
         return self._watcher
 
-    @_translating
+    @translating
     def claim(self, worker_id: str) -> Claim | None:
         with self._write() as conn:
             return self._claim_locked(conn, worker_id, self._now_us())
@@ -396,7 +396,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         job = _job_from_row(row)
         return Claim(job=job, run_no=job.runs_total, started_at=from_micros(now))
 
-    @_translating
+    @translating
     def release(self, claim: Claim) -> None:
         with self._write() as conn:
             self._release_locked(conn, claim)
@@ -405,7 +405,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         run = _RunInProgress(claim.job.id, claim.run_no, claim.job.worker_id, 0)
         conn.execute(f"{_UNCLAIM_SQL} WHERE {_FENCE}", _fence_args(run))
 
-    @_translating
+    @translating
     def publish_output(self, claim: Claim, data: bytes, total_bytes: int) -> None:
         with self._write() as conn:
             conn.execute(
@@ -415,7 +415,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                 (data, total_bytes, claim.job.id, claim.job.worker_id, claim.run_no),
             )
 
-    @_translating
+    @translating
     def finish(
         self,
         claim: Claim,
@@ -434,7 +434,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
             next_claim = self._claim_locked(conn, job.worker_id, now) if claim_next else None
         return FinishResult(recorded, next_claim)
 
-    @_translating
+    @translating
     def settle(
         self,
         worker_id: str,
@@ -613,7 +613,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         )
         self._insert_run(conn, run, now, outcome, output, output_total)
 
-    @_translating
+    @translating
     def recover_expired(
         self, lease_seconds: float, end_processes: Callable[[RecoveredJob], LostRunFate]
     ) -> list[RecoveredJob]:

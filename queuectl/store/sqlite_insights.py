@@ -74,9 +74,9 @@ def _translating(method: Callable[..., T]) -> Callable[..., T]:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            from queuectl.store.sqlite_producer import _translate
+            from queuectl.store.sqlite_producer import translate_error
 
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
 
     return wrapper
 

@@ -85,7 +85,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
-def _translate(exc: sqlite3.Error, path: str) -> StoreUnavailable:
+def translate_error(exc: sqlite3.Error, path: str) -> StoreUnavailable:
     message = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
         return StoreUnavailable(f"database {path} stayed locked for over {LOCK_WAIT_LIMIT:.0f}s")
@@ -105,7 +105,7 @@ def _translate(exc: sqlite3.Error, path: str) -> StoreUnavailable:
     return StoreUnavailable(f"database error on {path}: {message}")
 
 
-def _translating(method: Callable[..., T]) -> Callable[..., T]:
+def translating(method: Callable[..., T]) -> Callable[..., T]:
     """Public methods raise queuectl errors only, never sqlite3's."""
 
     @functools.wraps(method)
@@ -113,7 +113,7 @@ def _translating(method: Callable[..., T]) -> Callable[..., T]:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
 
     return wrapper
 
@@ -138,8 +138,8 @@ class SqliteProducer:
             self._conn = self._connect(durable)
             self._migrate()
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
-        self._file_id = _file_identity(self.path)
+            raise translate_error(exc, self.path) from exc
+        self._file_id = file_identity(self.path)
 
     # --- connection and schema ----------------------------------------------------
     def _connect(self, durable: bool) -> sqlite3.Connection:
@@ -250,13 +250,13 @@ class SqliteProducer:
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
 
-    @_translating
+    @translating
     def close(self) -> None:
         self._conn.close()
         self._writer_lock.close()
 
     # --- configuration -------------------------------------------------------------
-    @_translating
+    @translating
     def stored_config(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM config").fetchall())
 
@@ -268,7 +268,7 @@ class SqliteProducer:
         return self._config
 
     # --- producers -------------------------------------------------------------------
-    @_translating
+    @translating
     def enqueue(self, jobs: Sequence[NewJob]) -> list[str]:
         now = self._now_us()
         rows = [
@@ -454,7 +454,7 @@ def _check_is_database(path: str) -> None:
         raise StoreUnavailable(f"{path} is a directory, not a database file")
 
 
-def _file_identity(path: str) -> tuple[int, int] | None:
+def file_identity(path: str) -> tuple[int, int] | None:
     try:
         status = os.stat(path)
     except OSError:
