@@ -12,12 +12,12 @@ the insights value types are imported only when a method runs.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from queuectl.store.run_stats import DURATION_BOUNDS_SECONDS
+from queuectl.store.sqlite_producer import translating
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
@@ -66,21 +66,6 @@ WHERE minute >= ? GROUP BY result, bucket
 """
 
 
-def _translating(method: Callable[..., T]) -> Callable[..., T]:
-    """Raise queuectl errors only, as every store method does."""
-
-    @functools.wraps(method)
-    def wrapper(self: SqliteInsights, *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            from queuectl.store.sqlite_producer import translate_error
-
-            raise translate_error(exc, self.path) from exc
-
-    return wrapper
-
-
 class SqliteInsights:
     """The Insights protocol (queuectl.store.insights) for SqliteStore."""
 
@@ -100,7 +85,7 @@ class SqliteInsights:
             if conn.in_transaction:
                 conn.execute("COMMIT")
 
-    @_translating
+    @translating
     def stats(self, window_seconds: float) -> QueueStats:
         from queuectl.store.insights import bucket_rows_from_micros, build_stats, check_window
         from queuectl.timeutil import from_micros
@@ -128,7 +113,7 @@ class SqliteInsights:
             bucket_rows=bucket_rows_from_micros(bucket_rows),
         )
 
-    @_translating
+    @translating
     def run_totals(self) -> RunTotals:
         from queuectl.store.insights import bucket_rows_from_micros, summarize
 
@@ -140,7 +125,7 @@ class SqliteInsights:
             DURATION_BOUNDS_SECONDS,
         )
 
-    @_translating
+    @translating
     def oldest_pending_age(self) -> float | None:
         return self._oldest_pending_age(self._conn, int(self._clock() * 1_000_000))
 
@@ -157,7 +142,7 @@ class SqliteInsights:
         rows = dict(conn.execute("SELECT state, n FROM job_counts").fetchall())
         return {state: int(rows.get(state.value, 0)) for state in JobState}
 
-    @_translating
+    @translating
     def search_jobs(
         self,
         state: JobState | None = None,

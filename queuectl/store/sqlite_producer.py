@@ -30,11 +30,17 @@ from queuectl.timeutil import to_micros
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any, TypeVar
+    from typing import Any, Protocol, TypeVar
 
     from queuectl.spec import NewJob
 
     T = TypeVar("T")
+
+    class _OnFile(Protocol):
+        """What `translating` needs of the object whose methods it wraps."""
+
+        path: str
+
 
 # How long a writer waits for the write lock before the command fails.
 LOCK_WAIT_LIMIT = 30.0
@@ -106,10 +112,11 @@ def translate_error(exc: sqlite3.Error, path: str) -> StoreUnavailable:
 
 
 def translating(method: Callable[..., T]) -> Callable[..., T]:
-    """Public methods raise queuectl errors only, never sqlite3's."""
+    """Public methods raise queuectl errors only, never sqlite3's (every SQLite store
+    class: producer, store, insights)."""
 
     @functools.wraps(method)
-    def wrapper(self: SqliteProducer, *args: Any, **kwargs: Any) -> T:
+    def wrapper(self: _OnFile, *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
