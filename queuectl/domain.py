@@ -192,6 +192,8 @@ class WorkerInfo(NamedTuple):
     started_at: datetime
     heartbeat_at: datetime
     job_id: str | None = None
+    # Asked to stop (`worker stop`, a signal, the store's flag): finishing its job, if any.
+    stopping: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,6 +203,7 @@ class WorkerInfo(NamedTuple):
             "started_at": format_timestamp(self.started_at),
             "heartbeat_at": format_timestamp(self.heartbeat_at),
             "job_id": self.job_id,
+            "stopping": self.stopping,
         }
 
 

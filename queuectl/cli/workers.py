@@ -16,6 +16,7 @@ from queuectl.errors import InvalidInput
 from queuectl.paths import ensure_private_dir, queuectl_home, resolve_database
 from queuectl.store import open_store
 from queuectl.store.base import Store
+from queuectl.worker import procinfo
 
 
 def start(args: argparse.Namespace) -> int:
@@ -51,19 +52,33 @@ def stop(args: argparse.Namespace) -> int:
     if not local and not remote:
         print("No workers running.")
         return 0
+    # Run from inside a job (`queuectl worker stop` as a job's command): the worker
+    # running it waits for the job, so waiting for that worker would never end.
+    own = [w for w in local if w.pid in procinfo.ancestors(os.getpid())]
     # The flag in the store reaches every host's workers through their heartbeat.
     store.request_stop([w.id for w in local + remote])
-    signalled = launcher.signal_workers(local, args.force)
+    # A worker already stopping is not signalled again: a second stop signal would
+    # interrupt the job it is finishing. Only --force does that.
+    to_signal = local if args.force else [w for w in local if not w.stopping]
+    signalled = launcher.signal_workers(to_signal, args.force)
+    stopping = [w for w in local if w in signalled or (w.stopping and not args.force)]
     how = "Interrupting" if args.force else "Stopping"
     print(
-        f"{how} {len(signalled) + len(remote)} worker(s) with PIDs: {[w.pid for w in signalled]}"
+        f"{how} {len(stopping) + len(remote)} worker(s) with PIDs: {[w.pid for w in stopping]}"
         + (f" and {len(remote)} on other hosts" if remote else ""),
         flush=True,
     )
+    for worker in own:
+        print(
+            f"Not waiting for worker {worker.pid}: it runs this job, and stops once the job "
+            "has ended.",
+            flush=True,
+        )
     if args.no_wait:
         return 0
+    awaited = [w for w in stopping if w not in own]
     try:
-        still_local = launcher.wait_for_exit(signalled, args.timeout)
+        still_local = launcher.wait_for_exit(awaited, args.timeout)
         still_remote = _wait_remote(store, remote, args.timeout)
     except KeyboardInterrupt:
         print("Stopped waiting; the workers are still stopping.", file=sys.stderr)
@@ -72,10 +87,11 @@ def stop(args: argparse.Namespace) -> int:
         pids = [w.pid for w in still_local]
         sys.stderr.write(
             f"Error: {len(pids) + len(still_remote)} worker(s) still running "
-            f"after {args.timeout:g}s: PIDs {pids}\n"
+            f"after {args.timeout:g}s: PIDs {pids}; they stop once their jobs end "
+            "(`queuectl worker stop --force` interrupts the jobs)\n"
         )
         return 1
-    print(f"Stopped {len(signalled) + len(remote)} worker(s).")
+    print(f"Stopped {len(awaited) + len(remote)} worker(s).")
     return 0
 
 

@@ -93,7 +93,8 @@ HEARTBEAT = "UPDATE workers SET heartbeat_at = now() WHERE id = %s RETURNING sto
 REQUEST_STOP = "UPDATE workers SET stop_requested = true WHERE id = ANY(%s)"
 LIST_WORKERS = """
 SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at,
-       (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1)
+       (SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1),
+       w.stop_requested
 FROM workers w ORDER BY w.started_at, w.id
 """
 

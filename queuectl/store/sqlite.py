@@ -329,8 +329,8 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
     def list_workers(self) -> list[WorkerInfo]:
         rows = self._conn.execute(
             "SELECT w.id, w.host, w.pid, w.pid_start, w.started_at, w.heartbeat_at, "
-            "(SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1) "
-            "FROM workers w ORDER BY w.started_at, w.id"
+            "(SELECT j.id FROM jobs j WHERE j.worker_id = w.id AND j.state = 'processing' LIMIT 1), "
+            "w.stop_requested FROM workers w ORDER BY w.started_at, w.id"
         ).fetchall()
         return [
             WorkerInfo(
@@ -341,6 +341,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                 started_at=from_micros(row[4]),
                 heartbeat_at=from_micros(row[5]),
                 job_id=row[6],
+                stopping=bool(row[7]),
             )
             for row in rows
         ]

@@ -11,6 +11,7 @@ memory (bytes written during the cut can then be lost).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -54,7 +55,12 @@ class OutputCapture:
             self._kept = b""
             self._cut_bytes = 0
             self._published_total = -1
-        return os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        # A new file (inode) for every run, never the last one truncated: a process a
+        # job left behind (`setsid cmd &`) may still hold the old file open, and must not
+        # write into this run's output. It keeps writing into the unlinked file, unseen.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._file)
+        return os.open(self._file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
 
     def _read_tail(self, size: int) -> bytes:
         if size == 0:

@@ -21,6 +21,20 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def ancestors(pid: int) -> set[int]:
+    """The pids of `pid`'s parent, its parent's parent, and so on up to init."""
+    found: set[int] = set()
+    while pid > 1 and pid not in found:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            break
+        pid = int(data[data.rindex(b")") + 2 :].split()[1])
+        found.add(pid)
+    return found
+
+
 def _state(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
@@ -59,7 +73,7 @@ def _environment(pid: int) -> dict[bytes, bytes] | None:
     return {key: value for key, _, value in pairs}
 
 
-def find_run_leader(output_file: os.PathLike[str], job_id: str, run_no: int) -> int | None:
+def find_run_leader(output_file: str | os.PathLike[str], job_id: str, run_no: int) -> int | None:
     """The shell of a run whose worker died before noting its pid, found by what it holds
     and carries: it leads its own session (the worker starts every job so), its stdout
     is that worker's output file, and its environment names this job and run. The one

@@ -3,8 +3,10 @@
 The main thread runs jobs. A heartbeat thread, with its own store connection,
 renews the worker's lease (so a busy worker keeps it), takes back jobs of
 workers that vanished (so recovery needs no separate daemon), and notices a
-stop requested through the store (`worker stop --all-hosts`). Signal handlers
-only set flags.
+stop requested through the store (`worker stop --all-hosts`). It beats until
+the worker has recorded its last outcome: a worker finishing its job after a
+stop request still holds the job's lease. Signal handlers only set flags. A
+watchdog process (watchdog.py) ends the running job should the worker die.
 """
 
 from __future__ import annotations
@@ -38,21 +40,23 @@ from queuectl.domain import (
     WorkerInfo,
 )
 from queuectl.errors import QueuectlError
+from queuectl.settings import Config
 from queuectl.store.base import LostRunFate, Store
-from queuectl.worker import procinfo
+from queuectl.worker import procinfo, watchdog
 from queuectl.worker.executor import SLOW_SECONDS, Executor
 from queuectl.worker.output import OutputCapture
+from queuectl.worker.watchdog import OUTPUT_FILE, RUN_FILE
 
 log = logging.getLogger("queuectl.worker")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # `worker stop --force`: interrupt the running job at once.
 FORCE_SIGNAL = signal.SIGUSR1
-# In the worker's scratch directory: "RUN 0 JOB_ID\n" of the job started last, written
-# before it starts (the 0 stands where the pid once was; what follows the line is stale).
-RUN_FILE = "current-run"
-# Also there: the outcomes of runs that ended and are not yet recorded in the store, one
-# JSON line each, so that a recoverer records them should the worker die (see settle()).
+# In the worker's scratch directory, RUN_FILE: "RUN 0 JOB_ID\n" of the job started last,
+# written before it starts (the 0 stands where the pid once was; what follows the line is
+# stale). OUTPUT_FILE: the running job's output. FINISHED_FILE: the outcomes of runs
+# that ended and are not yet recorded in the store, one JSON line each, so that a
+# recoverer records them should the worker die (see settle()).
 FINISHED_FILE = "finished"
 # Also there: which database the worker serves (one QUEUECTL_HOME may serve several).
 DATABASE_FILE = "database"
@@ -66,6 +70,8 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MAX_HEARTBEAT_INTERVAL = 60.0
 # A scratch directory with no run file this long after it was made is a dead worker's.
 _HALF_MADE_SCRATCH_SECONDS = 10.0
+# While the database fails, the heartbeat thread says so at most this often.
+_FAILURE_LOG_SECONDS = 60.0
 
 
 def host_name() -> str:
@@ -78,6 +84,8 @@ class StopFlags:
 
     stop: threading.Event = field(default_factory=threading.Event)
     force: threading.Event = field(default_factory=threading.Event)
+    # Set once the last outcome is recorded (or cannot be): the heartbeat thread ends.
+    exiting: threading.Event = field(default_factory=threading.Event)
     stop_signals: int = 0
 
     def on_stop_signal(self) -> None:
@@ -118,6 +126,10 @@ class Worker:
         self._claim_ahead = 0
         # When the heartbeat thread last renewed the lease (time.monotonic()).
         self._renewed_at = 0.0
+        # The store knows that this worker is stopping (see _beat).
+        self._stop_published = False
+        # Dead workers' scratch directories whose leftover processes were ended.
+        self._leftovers_ended: set[str] = set()
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pid = os.getpid()
         self.info = WorkerInfo(
@@ -160,7 +172,9 @@ class Worker:
         # Held for life, frozen or not: no other worker sweeps this scratch away.
         fcntl.flock(self._run_file, fcntl.LOCK_EX)
         (self.scratch / DATABASE_FILE).write_text(self.store.description)
-        self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
+        # Kept open for life, never written: its closing is what tells the watchdog.
+        watchdog_pipe = watchdog.start(str(self.scratch))
+        self.capture = OutputCapture(self.scratch / OUTPUT_FILE, self.store.config().output_limit)
         executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
         self._finished_file = os.open(
             self.scratch / FINISHED_FILE,
@@ -204,13 +218,32 @@ class Worker:
             self._settle(claim_up_to=0, release=True)
         finally:
             self.flags.stop.set()
+            # Only now: until the last outcome is recorded the lease must stay ours, or
+            # another worker would take the job over (and run it again).
+            self.flags.exiting.set()
             heartbeat.join(timeout=5)
             executor.close()
-            os.close(self._run_file)
             os.close(self._finished_file)
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            # Last: with a failing database this raises, and the scratch is gone already.
-            self.store.unregister_worker(self.id)
+            unrecorded = bool(self._finished or self._held)
+            if unrecorded:
+                # The database failed before the last outcomes were recorded: the notes in
+                # the scratch directory (finished runs, the run started last) are left for
+                # the recoverer, which records those outcomes instead of running the jobs
+                # again. The registration stays too: its expiry is what starts recovery.
+                log.error(
+                    "stopping with %d outcome(s) not recorded and %d claimed job(s) not "
+                    "given back; the worker that recovers them reads the notes in %s",
+                    len(self._finished),
+                    len(self._held),
+                    self.scratch,
+                )
+            else:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+            os.close(self._run_file)
+            os.close(watchdog_pipe)
+            if not unrecorded:
+                # Last: with a failing database this raises, and the scratch is gone already.
+                self.store.unregister_worker(self.id)
             log.info("worker %s stopped after %d job(s)", self.id, done)
         return done
 
@@ -309,36 +342,65 @@ class Worker:
     # --- heartbeat thread --------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         store = self._open_store()
+        failing_since: float | None = None
+        logged_at = 0.0
         try:
-            while not self.flags.stop.is_set():
+            while not self.flags.exiting.is_set():
                 config = store.config()
-                reply = store.heartbeat(self.id)
-                if reply is HeartbeatReply.CONTINUE:
-                    self._renewed_at = time.monotonic()
-                if reply is HeartbeatReply.UNKNOWN:
-                    log.warning("registration of worker %s was gone; registering again", self.id)
-                    store.register_worker(self.info)
-                elif reply is HeartbeatReply.STOP:
-                    log.info("stop requested through the store")
-                    self.flags.request_stop()
-                    os.write(self._wakeup_write, b"\0")
-                    break
-                store.recover_expired(config.lease_seconds, self._end_lost_run)
-                self._sweep_scratch(store)
-                store.maintain()
-                self._publish_output(store)
-                self._apply_retention(store, config.retention)
+                try:
+                    self._beat(store, config)
+                    if failing_since is not None:
+                        log.info("the database works again")
+                    failing_since = None
+                except QueuectlError as exc:
+                    # The database failed (full disk, deleted, corrupt): one clear line, no
+                    # traceback; the worker stops, but this thread goes on trying until it
+                    # exits, so that the lease is kept should the database come back.
+                    now = time.monotonic()
+                    if failing_since is None or now - logged_at >= _FAILURE_LOG_SECONDS:
+                        log.error("stopping the worker: %s", exc)
+                        logged_at = now
+                    if failing_since is None:
+                        failing_since = now
+                        self.flags.request_stop()
+                        self._wake_main_thread()
                 interval = min(config.lease_seconds / 3, config.poll_interval)
-                self.flags.stop.wait(min(max(0.05, interval), _MAX_HEARTBEAT_INTERVAL))
-        except QueuectlError as exc:
-            # The database failed (full disk, deleted, corrupt): one clear line, no traceback.
-            log.error("stopping the worker: %s", exc)
-            self.flags.request_stop()
+                self.flags.exiting.wait(min(max(0.05, interval), _MAX_HEARTBEAT_INTERVAL))
         except Exception:
             log.exception("heartbeat thread failed; stopping the worker")
             self.flags.request_stop()
+            self._wake_main_thread()
         finally:
             store.close()
+
+    def _beat(self, store: Store, config: Config) -> None:
+        """One heartbeat: renew the lease, act on a stop request, recover lost jobs of
+        others, and the housekeeping that rides along."""
+        reply = store.heartbeat(self.id)
+        if reply is not HeartbeatReply.UNKNOWN:
+            self._renewed_at = time.monotonic()
+        if reply is HeartbeatReply.UNKNOWN:
+            log.warning("registration of worker %s was gone; registering again", self.id)
+            store.register_worker(self.info)
+        elif reply is HeartbeatReply.STOP and not self.flags.stop.is_set():
+            log.info("stop requested through the store")
+            self.flags.request_stop()
+            self._stop_published = True
+            self._wake_main_thread()
+        if self.flags.stop.is_set() and not self._stop_published:
+            # Stopping on a signal: say so in the store, so that `worker stop` waits for
+            # this worker rather than send a second signal, which would interrupt its job.
+            store.request_stop([self.id])
+            self._stop_published = True
+        store.recover_expired(config.lease_seconds, self._end_lost_run)
+        self._sweep_scratch(store)
+        store.maintain()
+        self._publish_output(store)
+        self._apply_retention(store, config.retention)
+
+    def _wake_main_thread(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wakeup_write, b"\0")
 
     def _apply_retention(self, store: Store, retention: float) -> None:
         """With the `retention` setting, purge one small batch of old finished jobs a tick."""
@@ -390,10 +452,17 @@ class Worker:
                     continue
             except OSError:
                 continue
+            if entry.name not in self._leftovers_ended:
+                # Its watchdog normally did this as it died; whoever recovers its job (a
+                # worker on another host, maybe), no run of it outlives it on this host.
+                self._leftovers_ended.add(entry.name)
+                if watchdog.end_leftover_run(entry.path):
+                    log.warning("ended the leftover processes of dead worker %s", entry.name)
             if registered is None:
                 registered = {worker.id for worker in store.list_workers()}
             if entry.name not in registered:
                 shutil.rmtree(entry.path, ignore_errors=True)
+                self._leftovers_ended.discard(entry.name)
 
     def _end_lost_run(self, job: RecoveredJob) -> LostRunFate:
         """Before a lost job runs again, end its processes if they ran on this host, and
@@ -421,7 +490,7 @@ class Worker:
             pass
         if leader is None:
             # Its shell, if it started and outlived the worker.
-            leader = procinfo.find_run_leader(lost_scratch / "output", job.job_id, job.run_no)
+            leader = procinfo.find_run_leader(lost_scratch / OUTPUT_FILE, job.job_id, job.run_no)
         if leader is not None and procinfo.kill_job_group(leader, job.job_id, job.run_no):
             log.warning("ended the leftover processes of job %s", job.job_id)
         # Its scratch goes in _sweep_scratch, once the worker is dead and unregistered.
