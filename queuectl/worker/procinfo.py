@@ -24,13 +24,15 @@ def start_time(pid: int) -> int | None:
 def ancestors(pid: int) -> set[int]:
     """The pids of `pid`'s parent, its parent's parent, and so on up to init."""
     found: set[int] = set()
-    while pid > 1 and pid not in found:
+    while pid > 1:
         try:
             with open(f"/proc/{pid}/stat", "rb") as handle:
                 data = handle.read()
         except OSError:
             break
         pid = int(data[data.rindex(b")") + 2 :].split()[1])
+        if pid in found:
+            break
         found.add(pid)
     return found
 
