@@ -198,7 +198,8 @@ def test_a_live_worker_ends_the_leftovers_of_a_dead_worker_on_its_host(backend: 
 
 def test_a_process_left_behind_never_writes_into_a_later_runs_output(backend: Backend) -> None:
     leak = "(sleep 1; echo LEAKED) &"
-    backend.cli("enqueue", f'{{"id": "first", "command": "setsid sh -c \'{leak}\' &"}}')
+    # The pause lets `setsid` leave the job's process group before the job ends.
+    backend.cli("enqueue", f'{{"id": "first", "command": "setsid sh -c \'{leak}\' & sleep 0.3"}}')
     backend.cli("enqueue", '{"id": "second", "command": "sleep 2; echo mine"}')
     backend.start(1)
     backend.queue.wait(lambda: backend.job("second")["state"] == "completed", 20, "both jobs")
