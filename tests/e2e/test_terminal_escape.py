@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue
+from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue, kill_quietly
 from tests.helpers import CliResult, assert_error, queuectl_executable
 
 PG_URL_VARIABLE = "QUEUECTL_TEST_PG_URL"
@@ -199,6 +199,20 @@ def test_status_escapes_a_hostile_host(queue: EscapeQueue) -> None:
     logs = queue.home / "logs"
     for path in logs.iterdir():
         assert not raw_characters(path.read_text()), path.read_text()
+
+
+def test_doctor_escapes_a_silent_workers_host(queue: EscapeQueue) -> None:
+    [pid] = queue.start(1, env={"QUEUECTL_HOSTNAME": HOSTILE})
+    queue.wait_workers(1)
+    kill_quietly([pid])  # SIGKILL: it stays registered, silent, "on another host"
+
+    def silent() -> CliResult | None:
+        result = queue.cli("doctor", check=False)
+        return result if "workers not heart-beating" in result.stdout else None
+
+    doctor = queue.wait(silent, timeout=15, what="doctor to report the silent worker")
+    assert_clean(doctor)
+    assert f"on {ESCAPED} (silent" in doctor.stdout, doctor.stdout
 
 
 def test_json_escapes_bidi_c1_and_del(queue: EscapeQueue) -> None:
