@@ -10,12 +10,13 @@ from queuectl.cli.context import open_cli_store
 from queuectl.cli.output import print_jobs, print_json, print_table, short_time, shorten
 from queuectl.domain import FINAL_STATES, JobState
 from queuectl.errors import InvalidInput, JobNotFound
+from queuectl.escape import escape_text
 from queuectl.timeutil import humanize_age
 
 
 def init_db(args: argparse.Namespace) -> int:
     store = open_cli_store(args)
-    print(f"Database ready at {store.description}")
+    print(f"Database ready at {escape_text(store.description)}")
     return 0
 
 
@@ -96,10 +97,12 @@ def show(args: argparse.Namespace) -> int:
         "last_error",
         "worker_id",
     ):
-        print(f"{key + ':':<13} {details[key] if details[key] is not None else '-'}")
+        value = details[key]
+        print(f"{key + ':':<13} {escape_text(str(value)) if value is not None else '-'}")
     env = details["env"]
-    print(f"{'env:':<13} " + (" ".join(f"{k}={v}" for k, v in env.items()) if env else "-"))
-    print(f"{'command:':<13} {job.command}")
+    pairs = " ".join(f"{k}={v}" for k, v in env.items())
+    print(f"{'env:':<13} {escape_text(pairs) if env else '-'}")
+    print(f"{'command:':<13} {escape_text(job.command)}")
     print()
     if not runs:
         print("No attempts yet.")
@@ -148,7 +151,7 @@ def wait(args: argparse.Namespace) -> int:
         if not waiting:
             return 1 if failed else 0
         if deadline is not None and time.monotonic() >= deadline:
-            sys.stderr.write(f"Error: timed out waiting for {', '.join(waiting)}\n")
+            sys.stderr.write(f"Error: timed out waiting for {escape_text(', '.join(waiting))}\n")
             return 124
         pause = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
         store.wait_for_jobs(pause, lambda: False)
@@ -157,7 +160,7 @@ def wait(args: argparse.Namespace) -> int:
 def logs(args: argparse.Namespace) -> int:
     from queuectl.cli.logs import show_logs
 
-    return show_logs(open_cli_store(args), args.id, args.attempt, args.follow)
+    return show_logs(open_cli_store(args), args.id, args.attempt, args.follow, args.raw)
 
 
 def dlq_list(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`queuectl logs ID [--attempt N] [--follow]`: a run's captured output, from any host."""
+"""`queuectl logs ID [--attempt N] [--follow] [--raw]`: a run's captured output, from any host."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ import sys
 
 from queuectl.domain import RunOutput
 from queuectl.errors import JobNotFound, OperationFailed
+from queuectl.escape import escape_output
 from queuectl.store.base import Store
 
 _FOLLOW_POLL_SECONDS = 0.25
 
 
 class _Printer:
-    """Writes output as text: invalid UTF-8 becomes U+FFFD, never a crash."""
+    """Writes a run's output as it grows: as bytes, or as escaped text for a terminal.
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    Piped or redirected (`logs ID > file`), and with --raw, the bytes go out as the job
+    wrote them. On a terminal they are decoded (invalid UTF-8 becomes U+FFFD, never a
+    crash) and control and bidi characters escaped, lines and tabs kept: a job's output
+    must not recolour, clear or rewrite the reader's terminal.
+    """
+
+    def __init__(self, raw: bool) -> None:
+        self._decoder = None if raw else codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.printed_total = 0
 
     def show(self, output: RunOutput) -> None:
@@ -26,19 +33,26 @@ class _Printer:
         chunk = output.data[-new:] if new <= len(output.data) else output.data
         if new > len(output.data):
             sys.stdout.write(f"[... {new - len(output.data)} earlier bytes not kept ...]\n")
-        sys.stdout.write(self._decoder.decode(chunk, final=output.finished))
+        if self._decoder is None:
+            sys.stdout.flush()  # the notice above goes first
+            sys.stdout.buffer.write(chunk)
+        else:
+            sys.stdout.write(escape_output(self._decoder.decode(chunk, final=output.finished)))
         sys.stdout.flush()
         self.printed_total = output.total_bytes
 
 
-def show_logs(store: Store, job_id: str, attempt: int | None, follow: bool) -> int:
+def show_logs(
+    store: Store, job_id: str, attempt: int | None, follow: bool, raw: bool = False
+) -> int:
+    """Print a run's output; `raw`: its bytes unchanged even on a terminal."""
     job = store.get_job(job_id)
     if job is None:
         raise JobNotFound(job_id)
     output = store.get_output(job_id, attempt)
     if output is None and attempt is not None:
         raise OperationFailed(f"job {job_id!r} has no run {attempt} (it has {job.runs_total})")
-    printer = _Printer()
+    printer = _Printer(raw or not sys.stdout.isatty())
     while output is None:  # following a job that has not started yet
         if not follow:
             raise OperationFailed(f"job {job_id!r} has not run yet")

@@ -97,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(handler: Callable[[], int | None], arguments: list[str]) -> int:
-    """Run the command; its errors become an `Error:` line and an exit code."""
+    """Run the command; its errors become an `Error:` line and an exit code.
+
+    The line is escaped (queuectl.escape): messages quote commands, paths, hosts and
+    errors as they were stored or given. It is imported only on the way out: enqueue's
+    start-up pays for nothing it does not use.
+    """
     from queuectl.errors import QueuectlError
 
     try:
@@ -105,7 +110,9 @@ def _run(handler: Callable[[], int | None], arguments: list[str]) -> int:
     except QueuectlError as exc:
         if _debug_enabled(arguments):
             raise
-        sys.stderr.write(f"Error: {exc}\n")
+        from queuectl.escape import escape_lines
+
+        sys.stderr.write(f"Error: {escape_lines(str(exc))}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("Error: interrupted\n")
@@ -117,5 +124,8 @@ def _run(handler: Callable[[], int | None], arguments: list[str]) -> int:
     except Exception as exc:
         if _debug_enabled(arguments):
             raise
-        sys.stderr.write(f"Error: unexpected {type(exc).__name__}: {exc} (rerun with --debug)\n")
+        from queuectl.escape import escape_text
+
+        message = escape_text(f"unexpected {type(exc).__name__}: {exc}")
+        sys.stderr.write(f"Error: {message} (rerun with --debug)\n")
         return 1

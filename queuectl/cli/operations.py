@@ -10,6 +10,7 @@ from datetime import timedelta
 from queuectl.cli.context import open_cli_store
 from queuectl.cli.output import print_table
 from queuectl.domain import JobState
+from queuectl.escape import escape_text
 from queuectl.timeutil import humanize_age, parse_duration
 
 # Jobs per transaction: each batch holds the write lock for a few milliseconds only.
@@ -51,7 +52,7 @@ def backup(args: argparse.Namespace) -> int:
     store.backup(destination)
     size = os.path.getsize(destination)
     print(
-        f"Backed up {store.description} to {destination} "
+        f"Backed up {escape_text(store.description)} to {escape_text(destination)} "
         f"({size / 1024 / 1024:.1f} MiB, {time.monotonic() - started:.1f}s)."
     )
     return 0
@@ -95,12 +96,12 @@ def doctor(args: argparse.Namespace) -> int:
             + ", ".join(stale)
             + "; start a worker so their jobs are recovered"
         )
-    print(f"Database: {store.description}")
+    print(f"Database: {escape_text(store.description)}")
     print_table(("CHECK", "STATUS", "DETAIL"), rows)
     if advice:
         print()
         for line in advice:
-            print(f"- {line}")
+            print(f"- {escape_text(line)}")  # worker ids and hosts as they registered
         return 1
     print("\nEverything looks healthy.")
     return 0

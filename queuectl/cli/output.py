@@ -1,4 +1,7 @@
-"""Rendering for people (aligned tables) and for scripts (JSON on stdout only)."""
+"""Rendering for people (aligned tables) and for scripts (JSON on stdout only).
+
+Stored strings reach both with their control and bidi characters escaped (queuectl.escape).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from queuectl.domain import Job
+from queuectl.escape import escape_json, escape_text
 from queuectl.timeutil import format_timestamp
 
 COMMAND_WIDTH = 40
 
 
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(escape_json(json.dumps(document, ensure_ascii=False, indent=2)) + "\n")
 
 
 def _width(text: str) -> int:
@@ -24,8 +28,11 @@ def _width(text: str) -> int:
 
 
 def shorten(text: str, width: int = COMMAND_WIDTH) -> str:
-    """One line, at most `width` columns; tables may shorten commands, never ids."""
-    flat = " ".join(text.split())
+    """One line, at most `width` columns; tables may shorten commands, never ids.
+
+    Escaped first, so a newline or tab shows as `\\n` / `\\t` and counts its columns.
+    """
+    flat = " ".join(escape_text(text).split())
     if _width(flat) <= width:
         return flat
     out = ""
@@ -37,6 +44,8 @@ def shorten(text: str, width: int = COMMAND_WIDTH) -> str:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Aligned columns; every cell escaped, since most hold stored strings (ids, hosts, ...)."""
+    rows = [[escape_text(cell) for cell in row] for row in rows]
     widths = [_width(h) for h in headers]
     for row in rows:
         for index, cell in enumerate(row):

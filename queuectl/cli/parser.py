@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"Error: {message}\n")
+        from queuectl.escape import escape_text  # argparse quotes the arguments as given
+
+        sys.stderr.write(f"Error: {escape_text(message)}\n")
         raise SystemExit(2)
 
 
@@ -189,6 +191,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "--attempt", type=_positive_int, metavar="N", help="the Nth run, not the latest"
         )
         sub.add_argument("--follow", action="store_true", help="stream until the run ends")
+        sub.add_argument(
+            "--raw",
+            action="store_true",
+            help="the output's bytes as written, control characters too, even on a terminal",
+        )
 
     if wanted("dlq"):
         dlq_commands = group("dlq", "the dead letter queue")

@@ -9,10 +9,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from queuectl.cli.context import open_cli_store
 from queuectl.domain import WorkerInfo
 from queuectl.errors import InvalidInput
+from queuectl.escape import escape_lines, escape_text
 from queuectl.paths import ensure_private_dir, queuectl_home, resolve_database
 from queuectl.store import open_store
 from queuectl.store.base import Store
@@ -110,6 +112,22 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
 
 
+class _EscapingFormatter(logging.Formatter):
+    """Log lines with control and bidi characters escaped: they quote job ids, hosts and errors.
+
+    A traceback keeps its lines; only what is in them is escaped.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_text(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return escape_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape_lines(super().formatStack(stack_info))
+
+
 def configure_logging(worker_id: str, log_file: str | None, max_bytes: int = LOG_MAX_BYTES) -> None:
     """Log to stderr, or to `log_file` rotated by size so months of work cannot fill the disk."""
     handler: logging.Handler = logging.StreamHandler(sys.stderr)
@@ -117,7 +135,7 @@ def configure_logging(worker_id: str, log_file: str | None, max_bytes: int = LOG
         handler = logging.handlers.RotatingFileHandler(
             log_file, maxBytes=max_bytes, backupCount=LOG_BACKUPS
         )
-    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{worker_id}] %(message)s"))
+    handler.setFormatter(_EscapingFormatter(f"%(asctime)s %(levelname)s [{worker_id}] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
