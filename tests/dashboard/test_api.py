@@ -361,34 +361,38 @@ def test_off_loopback_every_request_needs_the_token(guarded: DashboardServer) ->
             {"Authorization": "Bearer wrong"},
             {"Cookie": "queuectl_dashboard_1=x"},
         ):
-            reply = guarded.get(path, headers=headers)
+            reply = guarded.get(path, headers=headers, authorized=False)
             assert reply.status == 401, (path, headers)
             assert TOKEN.encode() not in reply.body
-        assert guarded.get(path + "?token=wrong").status == 401
+        assert guarded.get(path + "?token=wrong", authorized=False).status == 401
         reply = guarded.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
         assert reply.status in (200, 404), path  # 404: job "x" does not exist
-    refused = guarded.request("POST", "/api/dlq/retry", body={"all": True})
+    refused = guarded.request("POST", "/api/dlq/retry", body={"all": True}, authorized=False)
     assert refused.status == 401
-    assert guarded.get("/", headers={"Host": "evil.example"}).status == 401  # token, not host
+    refused = guarded.get("/", headers={"Host": "evil.example"}, authorized=False)
+    assert refused.status == 401  # token, not host
 
 
 def test_the_token_once_in_the_url_sets_a_strict_http_only_cookie(guarded: DashboardServer) -> None:
-    reply = guarded.get(f"/?token={TOKEN}")
+    reply = guarded.get(f"/?token={TOKEN}", authorized=False)
     assert reply.status == 200
     cookie = reply.headers["Set-Cookie"]
     name = f"queuectl_dashboard_{guarded.port}"
     assert cookie.startswith(f"{name}={TOKEN};")
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     with_cookie = {"Cookie": f"{name}={TOKEN}"}
-    assert guarded.get("/api/stats", headers=with_cookie).status == 200
+    assert guarded.get("/api/stats", headers=with_cookie, authorized=False).status == 200
     # The cookie authenticates, but a state change still needs the page's own header.
-    reply = guarded.request("POST", "/api/dlq/retry", body={"all": True}, headers=with_cookie)
+    reply = guarded.request(
+        "POST", "/api/dlq/retry", body={"all": True}, headers=with_cookie, authorized=False
+    )
     assert reply.status == 403
     reply = guarded.request(
         "POST",
         f"/api/dlq/retry?token={TOKEN}",
         body={"all": True},
         headers={"X-Queuectl-Request": "1"},
+        authorized=False,
     )
     assert reply.status == 401, "?token= is for a GET that opens the page, not a POST"
     reply = guarded.request(
@@ -396,13 +400,16 @@ def test_the_token_once_in_the_url_sets_a_strict_http_only_cookie(guarded: Dashb
         "/api/dlq/retry",
         body={"all": True},
         headers={**with_cookie, "X-Queuectl-Request": "1"},
+        authorized=False,
     )
     assert (reply.status, reply.json()) == (200, {"retried": 0})
 
 
 # --- the command ----------------------------------------------------------------------------
-def test_a_generated_token_is_printed_when_none_is_given(tmp_path: Path) -> None:
-    dashboard = DashboardServer(tmp_path / "home", "--host", "0.0.0.0")
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_a_generated_token_is_printed_when_none_is_given(tmp_path: Path, host: str) -> None:
+    # Loopback too: the queue's files are private to their owner, the dashboard as well.
+    dashboard = DashboardServer(tmp_path / "home", "--host", host, own_token=False)
     try:
         assert dashboard.process.stdout is not None
         printed = dashboard.process.stdout.readline() + dashboard.process.stdout.readline()
@@ -410,10 +417,40 @@ def test_a_generated_token_is_printed_when_none_is_given(tmp_path: Path) -> None
         assert match, printed
         assert int(match.group(1)) == dashboard.port
         assert dashboard.get("/api/stats").status == 401
+        assert dashboard.post_as_page("/api/dlq/retry", {"all": True}).status == 401
         authorized = {"Authorization": f"Bearer {match.group(2)}"}
         assert dashboard.get("/api/stats", headers=authorized).status == 200
+        assert dashboard.get(f"/?token={match.group(2)}").status == 200
     finally:
         dashboard.stop()
+
+
+def test_on_loopback_every_request_needs_the_token(
+    server: DashboardServer, store: InsightsStore
+) -> None:
+    make_dead(store, "tokenless-retry")
+    for path in PATHS:
+        assert server.get(path, authorized=False).status == 401, path
+    reply = server.post_as_page("/api/dlq/retry", {"all": True}, authorized=False)
+    assert reply.status == 401
+    assert store.get_job("tokenless-retry").state is JobState.DEAD  # type: ignore[union-attr]
+    assert server.post_as_page("/api/dlq/retry", {"ids": ["tokenless-retry"]}).status == 200
+
+
+def test_no_token_is_an_explicit_opt_out_on_loopback_only(
+    tmp_path: Path, server: DashboardServer
+) -> None:
+    open_dashboard = DashboardServer(tmp_path / "home", "--no-token")
+    try:
+        assert open_dashboard.get("/api/stats").status == 200
+        assert open_dashboard.process.stdout is not None
+        assert "no token" in open_dashboard.process.stdout.readline() + (
+            open_dashboard.process.stdout.readline()
+        )
+    finally:
+        open_dashboard.stop()
+    assert_error(server.cli("dashboard", "--no-token", "--host", "0.0.0.0"), 2)
+    assert_error(server.cli("dashboard", "--no-token", "--token", "x" * 20), 2)
 
 
 def test_bad_ports_and_busy_ports(server: DashboardServer) -> None:
