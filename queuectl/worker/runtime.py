@@ -159,7 +159,15 @@ class Worker:
         )
         # Held for life, frozen or not: no other worker sweeps this scratch away.
         fcntl.flock(self._run_file, fcntl.LOCK_EX)
-        (self.scratch / DATABASE_FILE).write_text(self.store.description)
+        with open(
+            os.open(
+                self.scratch / DATABASE_FILE,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                0o600,
+            ),
+            "w",
+        ) as database_file:
+            database_file.write(self.store.description)
         self.capture = OutputCapture(self.scratch / "output", self.store.config().output_limit)
         executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
         self._finished_file = os.open(
