@@ -103,6 +103,8 @@ class Api:
             body = json.loads(await request.body() or b"null")
         except ValueError:
             raise InvalidInput("the body must be JSON") from None
+        except RecursionError:  # json's parser recurses once per nesting level
+            raise InvalidInput("the body is nested too deeply") from None
         return await run_in_threadpool(self._retry, body)
 
     def _retry(self, body: Any) -> Response:

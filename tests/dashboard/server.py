@@ -126,13 +126,20 @@ class DashboardServer:
         return self.request("GET", path, **kwargs)
 
     def post_as_page(
-        self, path: str, body: Any, *, authorized: bool = True, **headers: str
+        self,
+        path: str,
+        body: Any,
+        *,
+        authorized: bool = True,
+        raw_body: bytes | None = None,
+        **headers: str,
     ) -> Reply:
         """A POST as the page's own script sends it."""
         return self.request(
             "POST",
             path,
             body=body,
+            raw_body=raw_body,
             authorized=authorized,
             headers={
                 "X-Queuectl-Request": "1",

@@ -4,6 +4,7 @@ every endpoint, the token off loopback, POST-only state changes refused cross-si
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import sqlite3
@@ -403,6 +404,60 @@ def test_the_token_once_in_the_url_sets_a_strict_http_only_cookie(guarded: Dashb
         authorized=False,
     )
     assert (reply.status, reply.json()) == (200, {"retried": 0})
+
+
+@pytest.mark.parametrize(
+    "others",
+    ["theme=dark mode", 'prefs={"a":1}', 'q="unterminated', "path=C:\\x", "=nameless"],
+)
+def test_the_cookie_login_survives_other_cookies_that_do_not_parse(
+    guarded: DashboardServer, others: str
+) -> None:
+    name = f"queuectl_dashboard_{guarded.port}"
+    for cookie in (f"{others}; {name}={TOKEN}", f"{name}={TOKEN}; {others}"):
+        reply = guarded.get("/api/stats", headers={"Cookie": cookie}, authorized=False)
+        assert reply.status == 200, cookie
+    wrong = guarded.get("/api/stats", headers={"Cookie": f"{others}; {name}=x"}, authorized=False)
+    assert wrong.status == 401
+
+
+def test_a_deeply_nested_body_is_a_clear_400_with_the_security_headers(
+    server: DashboardServer,
+) -> None:
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"ids": ' + b"[" * 100_000, b"\xff\xfe"):
+        reply = server.post_as_page(
+            "/api/dlq/retry", None, raw_body=body, **{"Content-Type": "application/json"}
+        )
+        assert reply.status == 400, reply.body[:200]
+        assert reply.json()["error"]
+        assert reply.headers["Content-Security-Policy"] and reply.headers["X-Frame-Options"]
+    assert server.get("/api/stats").status == 200  # still serving
+
+
+def test_an_unexpected_error_is_a_500_with_the_security_headers() -> None:
+    """A bug cannot be triggered through the real server on purpose: the real Guard in
+    front of an app that raises, called as uvicorn calls it."""
+    from queuectl.dashboard.auth import Guard
+
+    async def broken(scope: object, receive: object, send: object) -> None:
+        raise RuntimeError("a bug")
+
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/api/stats", "headers": []}
+    guard = Guard(broken, token=None, loopback_only=False, port=1)  # type: ignore[arg-type]
+    asyncio.run(guard(scope, receive, send))  # type: ignore[arg-type]
+    start = sent[0]
+    headers = dict(start["headers"])  # type: ignore[call-overload]
+    assert start["status"] == 500
+    assert b"content-security-policy" in headers and b"x-frame-options" in headers
+    assert b"a bug" not in b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
 
 
 # --- the command ----------------------------------------------------------------------------
