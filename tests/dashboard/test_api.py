@@ -146,6 +146,27 @@ def test_jobs_are_paged_filtered_and_searched(
         assert reply.json()["error"]
 
 
+def test_lists_carry_a_shortened_command_and_a_job_carries_it_whole(
+    server: DashboardServer, store: InsightsStore
+) -> None:
+    huge = "echo " + "x" * (200 * 1024)
+    store.enqueue([new_job(f"huge-{i}", command=huge, delay=3600) for i in range(20)])
+    store.enqueue([new_job("huge-short", command="echo short", delay=3600)])
+    reply = server.get("/api/jobs?q=huge-&limit=50")
+    assert len(reply.body) < 20 * 1024, "20 jobs of 200 KiB commands: a page of a few KiB"
+    jobs = {job["id"]: job for job in reply.json()["jobs"]}
+    assert jobs["huge-3"]["command"] == huge[:200]
+    assert jobs["huge-3"]["command_length"] == len(huge)
+    assert jobs["huge-3"]["command_shortened"] is True
+    assert jobs["huge-short"]["command"] == "echo short"
+    assert jobs["huge-short"]["command_length"] == 10
+    assert jobs["huge-short"]["command_shortened"] is False
+    dead = server.get("/api/jobs?state=dead&limit=500").json()["jobs"]
+    assert all(len(job["command"]) <= 200 for job in dead)
+    whole = server.get("/api/jobs/huge-3").json()
+    assert whole["command"] == huge and "command_shortened" not in whole
+
+
 def test_a_job_with_its_attempts_and_output(server: DashboardServer, store: InsightsStore) -> None:
     run_job(
         store,

@@ -221,6 +221,21 @@ def test_commands_and_ids_with_markup_render_as_text(
     tab.shot("markup")
 
 
+def test_lists_show_a_long_command_shortened_and_the_job_panel_whole(
+    tab: Tab, server: DashboardServer, store: InsightsStore
+) -> None:
+    long = "echo " + " ".join(f"word{i}" for i in range(20_000))
+    store.enqueue([new_job("long-command", command=long, delay=3600)])
+    tab.page.goto(server.page_url())
+    cell = tab.page.locator('#jobs-table tr[data-id="long-command"] td').nth(1)
+    expect(cell).to_have_text(long[:59] + "…")
+    title = cell.get_attribute("title") or ""
+    assert title == long[:200] + "…"
+    tab.page.locator('#jobs-table tr[data-id="long-command"]').click()
+    expect(tab.page.locator("#job-command")).to_have_text(long)
+    tab.shot("long-command")
+
+
 def test_a_job_page_shows_attempts_and_output_of_a_real_worker(
     tab: Tab, server: DashboardServer, store: InsightsStore
 ) -> None:
