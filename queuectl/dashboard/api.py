@@ -62,9 +62,15 @@ class Api:
         )
 
     def job(self, request: Request) -> Response:
-        """GET /api/jobs/{id}?run=N: the job, its attempts and one run's output (default the
-        latest)."""
-        job_id = request.path_params["job_id"]
+        """GET /api/jobs/{id}?run=N or /api/jobs/?id=ID&run=N: the job, its attempts and one
+        run's output (default the latest).
+
+        The query form carries every id: a path segment `.` or `..` (even written `%2e`)
+        is normalised away by browsers and most HTTP clients before it is sent.
+        """
+        job_id = request.path_params["job_id"] or request.query_params.get("id", "")
+        if not job_id:
+            raise InvalidInput("name the job: /api/jobs/ID or /api/jobs/?id=ID")
         store = self._store()
         job = store.get_job(job_id)
         if job is None:

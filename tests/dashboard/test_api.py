@@ -9,6 +9,7 @@ import itertools
 import re
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,6 +196,19 @@ def test_a_job_with_its_attempts_and_output(server: DashboardServer, store: Insi
     assert server.get("/api/jobs/detail%2F1?run=zero").status == 400
     missing = server.get("/api/jobs/no-such-job")
     assert missing.status == 404 and "no-such-job" in missing.json()["error"]
+
+
+@pytest.mark.parametrize("job_id", [".", "..", "a/b", "%2e", "a?b#c&d=e", "ジョブ"])
+def test_every_valid_id_round_trips_in_the_query_form(
+    server: DashboardServer, store: InsightsStore, job_id: str
+) -> None:
+    if store.get_job(job_id) is None:
+        store.enqueue([new_job(job_id, command=f"echo {job_id}", delay=3600)])
+    query = urllib.parse.urlencode({"id": job_id, "run": "1"})
+    reply = server.get(f"/api/jobs/?{query}")
+    assert reply.status == 200, reply.body
+    assert (reply.json()["id"], reply.json()["command"]) == (job_id, f"echo {job_id}")
+    assert server.get("/api/jobs/?id=").status == 400
 
 
 def test_live_workers_with_their_job_and_heartbeat_age(

@@ -236,6 +236,27 @@ def test_lists_show_a_long_command_shortened_and_the_job_panel_whole(
     tab.shot("long-command")
 
 
+ODD_IDS = [".", "..", "a/b", "%2e", "%2E%2e", "./..", "a?b#c", "100%", "ジョブ ✓ é"]
+
+
+@pytest.mark.parametrize("job_id", ODD_IDS)
+def test_every_valid_id_opens_its_job(
+    tab: Tab, server: DashboardServer, store: InsightsStore, job_id: str
+) -> None:
+    command = f"echo the job called {job_id}"
+    if store.get_job(job_id) is None:
+        store.enqueue([new_job(job_id, command=command, delay=3600)])
+    tab.page.goto(server.page_url())
+    row = tab.page.locator("#jobs-table tr").filter(has=tab.page.get_by_text(command, exact=True))
+    row.click()
+    expect(tab.page.locator("#job-title")).to_have_text(f"Job {job_id}")
+    expect(tab.page.locator("#job-command")).to_have_text(command)
+    # The link in the address bar opens the same job after a reload.
+    tab.page.reload()
+    expect(tab.page.locator("#job-command")).to_have_text(command)
+    expect(tab.page.locator("#job-title")).to_have_text(f"Job {job_id}")
+
+
 def test_a_job_page_shows_attempts_and_output_of_a_real_worker(
     tab: Tab, server: DashboardServer, store: InsightsStore
 ) -> None:

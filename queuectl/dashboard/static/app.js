@@ -364,7 +364,11 @@ async function refresh() {
 async function refreshJob() {
   if (view.job === null) return;
   const id = view.job;
-  const path = "/api/jobs/" + encodeURIComponent(id) + (view.run !== null ? "?run=" + view.run : "");
+  // The id in the query, not the path: a browser normalises a path segment "." or ".."
+  // (percent-encoded or not) away, and every id must open.
+  const params = new URLSearchParams({ id });
+  if (view.run !== null) params.set("run", String(view.run));
+  const path = "/api/jobs/?" + params.toString();
   try {
     const job = await getJson(path);
     if (view.job === id) drawJob(job);
