@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from queuectl.errors import InvalidInput, StoreUnavailable
 from queuectl.records import NamedTuple
@@ -47,7 +48,7 @@ def resolve_database(explicit: str | None = None) -> DatabaseLocation:
     if not raw:
         path = os.path.join(queuectl_home(), "queue.db")
         return DatabaseLocation("sqlite", path, None, path)
-    if raw.startswith(("postgresql://", "postgres://")):
+    if raw.startswith(("postgresql://", "postgres://")) or is_conninfo(raw):
         return DatabaseLocation("postgresql", None, raw, redact_url(raw))
     if raw.startswith("sqlite:///"):
         raw = raw[len("sqlite://") :]
@@ -60,11 +61,71 @@ def resolve_database(explicit: str | None = None) -> DatabaseLocation:
     return DatabaseLocation("sqlite", path, None, path)
 
 
+# libpq's connection keywords (PostgreSQL 17). A string of `keyword=value` pairs using
+# only these is a connection string, as psql takes it, not a file name.
+# fmt: off
+_LIBPQ_KEYWORDS = frozenset((
+    "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "require_auth",
+    "channel_binding", "connect_timeout", "client_encoding", "options", "application_name",
+    "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "replication", "gssencmode", "sslmode",
+    "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslpassword", "sslcertmode",
+    "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer", "ssl_min_protocol_version",
+    "ssl_max_protocol_version", "krbsrvname", "gsslib", "gssdelegation", "service",
+    "target_session_attrs", "load_balance_hosts", "requiressl",
+))
+# fmt: on
+# Keywords whose value is a secret.
+_SECRET_KEYWORDS = ("password", "sslpassword")
+# One `keyword = value` of a libpq connection string: the value is quoted ('a b', with
+# \' and \\ escapes) or runs to the next blank (with backslash escapes).
+_CONNINFO_PAIR = r"([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.?)*)"
+
+
+def is_conninfo(text: str) -> bool:
+    """Is `text` a libpq key=value connection string (`host=db dbname=queue ...`)?"""
+    pairs = re.fullmatch(rf"\s*(?:{_CONNINFO_PAIR}\s*)+", text)
+    keys = re.findall(_CONNINFO_PAIR, text)
+    return pairs is not None and all(key in _LIBPQ_KEYWORDS for key, _ in keys)
+
+
 def redact_url(url: str) -> str:
-    """Hide the password of scheme://user:password@host/..."""
+    """The database address with every password shown as ***: safe to print.
+
+    Handles `scheme://user:password@host/...`, `?password=` and `?sslpassword=` in
+    the query (keys may be percent-encoded), and the key=value form
+    (`host=h password=pw`, `password='a b'`).
+    """
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
+    if not sep:
+        return re.sub(_CONNINFO_PAIR, _redact_pair, url)
+    # libpq ends the user information at the first "@" before the first "/". A raw "/"
+    # in the password breaks that rule (libpq then rejects the URL, and the error names
+    # it), so an "@" before the query also counts.
+    authority = rest.split("/", 1)[0]
+    if "@" not in authority:
+        authority = rest.split("?", 1)[0]
+    at = authority.rfind("@")
+    credentials, host = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
+    path, question, query = host.partition("?")
+    if question:
+        query = "&".join(_redact_parameter(parameter) for parameter in query.split("&"))
+    if at < 0:
+        return f"{scheme}://{path}{question}{query}"
     user, colon, _password = credentials.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    return f"{scheme}://{user}{':***' if colon else ''}@{path}{question}{query}"
+
+
+def _redact_parameter(parameter: str) -> str:
+    from urllib.parse import unquote  # off the start-up path of commands with no password
+
+    key, equals, _value = parameter.partition("=")
+    if equals and unquote(key).strip().lower() in _SECRET_KEYWORDS:
+        return f"{key}=***"
+    return parameter
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    if match.group(1).lower() in _SECRET_KEYWORDS:
+        return f"{match.group(1)}=***"
+    return match.group(0)

@@ -14,5 +14,7 @@ from queuectl.paths import resolve_database
 def serve(args: argparse.Namespace) -> int:
     from queuectl.dashboard.server import run
 
-    token = args.token or os.environ.get("QUEUECTL_DASHBOARD_TOKEN") or None
-    return run(resolve_database(args.db), args.host, args.port, token)
+    token = None if args.no_token else args.token or os.environ.get("QUEUECTL_DASHBOARD_TOKEN")
+    return run(
+        resolve_database(args.db), args.host, args.port, token or None, no_token=args.no_token
+    )

@@ -250,8 +250,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         )
         sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         sub.add_argument("--port", type=_non_negative_int, default=8080, help="default 8080")
-        sub.add_argument(
-            "--token", help="access token (required off loopback; default: generated and printed)"
+        access = sub.add_mutually_exclusive_group()
+        access.add_argument(
+            "--token", help="access token (default: QUEUECTL_DASHBOARD_TOKEN, else generated)"
+        )
+        access.add_argument(
+            "--no-token",
+            action="store_true",
+            help="no token: any local user may use it (loopback only)",
         )
 
     if wanted("completion"):

@@ -3,7 +3,8 @@
 Handlers are plain functions: Starlette runs them in its thread pool, and each
 thread reads through its own store (stores.ThreadStores). GETs only read; the
 one state change, a DLQ retry, is a POST (auth.py guards it against cross-site
-requests). Job objects are the CLI's `--json` shapes, `env` values masked.
+requests). Job objects are the CLI's `--json` shapes, `env` values masked; in lists
+the command is shortened (see _listed).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ MAX_PAGE = 500
 DEFAULT_PAGE = 50
 # A job page shows at most this much of a run's kept output (the tail).
 OUTPUT_SHOWN = 256 * 1024
+# A list shows at most this much of each command (characters); the job's own page, all
+# of it. Commands can be megabytes, and the page polls its lists every 2 seconds.
+COMMAND_LISTED = 200
 
 
 class Api:
@@ -49,7 +53,7 @@ class Api:
         page = self._store().search_jobs(state=state, text=text, offset=offset, limit=limit)
         return _json(
             {
-                "jobs": [job.to_json() for job in page.jobs],
+                "jobs": [_listed(job.to_json()) for job in page.jobs],
                 "total": page.total,
                 "total_exact": page.total_exact,
                 "offset": page.offset,
@@ -58,9 +62,15 @@ class Api:
         )
 
     def job(self, request: Request) -> Response:
-        """GET /api/jobs/{id}?run=N: the job, its attempts and one run's output (default the
-        latest)."""
-        job_id = request.path_params["job_id"]
+        """GET /api/jobs/{id}?run=N or /api/jobs/?id=ID&run=N: the job, its attempts and one
+        run's output (default the latest).
+
+        The query form carries every id: a path segment `.` or `..` (even written `%2e`)
+        is normalised away by browsers and most HTTP clients before it is sent.
+        """
+        job_id = request.path_params["job_id"] or request.query_params.get("id", "")
+        if not job_id:
+            raise InvalidInput("name the job: /api/jobs/ID or /api/jobs/?id=ID")
         store = self._store()
         job = store.get_job(job_id)
         if job is None:
@@ -103,6 +113,8 @@ class Api:
             body = json.loads(await request.body() or b"null")
         except ValueError:
             raise InvalidInput("the body must be JSON") from None
+        except RecursionError:  # json's parser recurses once per nesting level
+            raise InvalidInput("the body is nested too deeply") from None
         return await run_in_threadpool(self._retry, body)
 
     def _retry(self, body: Any) -> Response:
@@ -134,6 +146,16 @@ def error_response(exc: QueuectlError) -> Response:
     else:
         status = 503  # the database is unavailable or the operation failed
     return _json({"error": str(exc)}, status)
+
+
+def _listed(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as lists show it: the command cut to COMMAND_LISTED characters, with its
+    whole length and whether it was cut."""
+    command = job["command"]
+    job["command"] = command[:COMMAND_LISTED]
+    job["command_length"] = len(command)
+    job["command_shortened"] = len(command) > COMMAND_LISTED
+    return job
 
 
 def _json(document: Any, status: int = 200) -> Response:

@@ -10,19 +10,22 @@
   browser sends them, a JSON body, and the custom header the page's script
   sends. A cross-site form cannot set that header, and a cross-site script
   cannot send it without a CORS preflight, which this server never grants.
-- Every response forbids framing, sniffing, referrers and inline scripts (CSP).
+- Every response forbids framing, sniffing, referrers and inline scripts (CSP),
+  a 500 from an unexpected error included.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from http.cookies import SimpleCookie
+import logging
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("queuectl.dashboard")
 
 CSRF_HEADER = "x-queuectl-request"
 _SAFE_METHODS = ("GET", "HEAD")
@@ -88,7 +91,17 @@ class Guard:
         if refusal is not None:
             await refusal(scope, receive, _with_headers(send, None))
             return
-        await self.app(scope, receive, _with_headers(send, set_cookie))
+        started: list[bool] = []
+        try:
+            await self.app(scope, receive, _with_headers(send, set_cookie, started))
+        except Exception as exc:
+            # A bug: one line in the log, and a 500 that keeps the security headers
+            # (Starlette's own 500 is sent from outside this middleware, without them).
+            log.error("internal error answering %s %s: %r", scope["method"], scope["path"], exc)
+            if started:
+                raise
+            failure = _refuse(500, "internal error (see the dashboard's log)")
+            await failure(scope, receive, _with_headers(send, None))
 
     def _wrong_host(self, headers: Headers) -> Response | None:
         """Bound to loopback: only requests addressed to a loopback name (DNS rebinding)."""
@@ -106,13 +119,7 @@ class Guard:
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and self._matches(credentials.strip()):
             return True, None
-        cookies = SimpleCookie()
-        try:
-            cookies.load(headers.get("cookie", ""))
-        except Exception:  # a malformed Cookie header: as if there were none
-            cookies = SimpleCookie()
-        morsel = cookies.get(self.cookie)
-        if morsel is not None and self._matches(morsel.value):
+        if any(self._matches(value) for value in _cookie_values(headers, self.cookie)):
             return True, None
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         if scope["method"] in _SAFE_METHODS and self._matches(query.get("token", "")):
@@ -150,9 +157,27 @@ def _refuse(status: int, message: str, headers: dict[str, str] | None = None) ->
     )
 
 
-def _with_headers(send: Send, set_cookie: bytes | None) -> Send:
+def _cookie_values(headers: Headers, name: str) -> list[str]:
+    """The values of every cookie called `name`.
+
+    Split by hand, as browsers send them ("a=1; b=2"): http.cookies.SimpleCookie stops
+    at the first cookie it cannot parse (a space or a quote in another site's cookie
+    on the same host), which would lose ours.
+    """
+    values = []
+    for header in headers.getlist("cookie"):
+        for pair in header.split(";"):
+            key, equals, value = pair.partition("=")
+            if equals and key.strip() == name:
+                values.append(value.strip())
+    return values
+
+
+def _with_headers(send: Send, set_cookie: bytes | None, started: list[bool] | None = None) -> Send:
     async def sender(message: Message) -> None:
         if message["type"] == "http.response.start":
+            if started is not None:
+                started.append(True)
             extra = list(SECURITY_HEADERS)
             if set_cookie is not None:
                 extra.append((b"set-cookie", set_cookie))

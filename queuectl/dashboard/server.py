@@ -19,16 +19,26 @@ from queuectl.store.insights import with_insights
 _TOKEN = re.compile(r"[A-Za-z0-9._~/=-]{16,}")
 
 
-def run(location: DatabaseLocation, host: str, port: int, token: str | None) -> int:
-    """Serve until SIGINT or SIGTERM (both a clean stop, exit 0)."""
+def run(
+    location: DatabaseLocation, host: str, port: int, token: str | None, *, no_token: bool
+) -> int:
+    """Serve until SIGINT or SIGTERM (both a clean stop, exit 0).
+
+    A token is required unless `no_token` (loopback only): the queue's files are
+    private to their owner, and the dashboard must not open them to every local
+    user. Without one given, a token is generated and printed in the URL to open,
+    as Jupyter does.
+    """
     if port > 65535:
         raise InvalidInput(f"--port must be between 0 and 65535, not {port}")
     loopback = is_loopback(host)
-    generated = False
+    if no_token and not loopback:
+        raise InvalidInput(f"--no-token is for a loopback address only, not --host {host}")
     if token is not None and not _TOKEN.fullmatch(token):
         raise InvalidInput("--token must be at least 16 characters of A-Z a-z 0-9 and . _ ~ / = -")
-    if token is None and not loopback:
-        token, generated = secrets.token_urlsafe(24), True
+    generated = token is None and not no_token
+    if generated:
+        token = secrets.token_urlsafe(24)
     # Fail now, with the contract's Error line, rather than on the first request.
     with_insights(open_store(location)).close()
     sock = _bind(host, port)
@@ -44,12 +54,16 @@ def run(location: DatabaseLocation, host: str, port: int, token: str | None) -> 
         shown_host = f"[{shown_host}]"
     url = f"http://{shown_host}:{bound_port}/"
     print(f"queuectl dashboard for {location.url}", flush=True)
+    # The one place the token is shown: a generated one has no other way to the user.
     if generated:
         print(f"  {url}?token={token}", flush=True)
         print("  (generated token; give --token or QUEUECTL_DASHBOARD_TOKEN to choose one)")
+    elif token:
+        print(f"  {url}?token=YOUR_TOKEN", flush=True)
     else:
-        print(f"  {url}" + ("  (token required)" if token else ""), flush=True)
-    print(f"  metrics: {url}metrics    Ctrl-C stops it", flush=True)
+        print(f"  {url}  (no token: every local user can use it)", flush=True)
+    bearer = " (Authorization: Bearer TOKEN)" if token else ""
+    print(f"  metrics: {url}metrics{bearer}    Ctrl-C stops it", flush=True)
 
     config = uvicorn.Config(
         app,

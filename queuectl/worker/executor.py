@@ -30,8 +30,8 @@ KILL_GRACE_SECONDS = 2.0
 # A job running this long is not a short one: `on_slow` is called (see Executor.run).
 SLOW_SECONDS = 0.02
 
-# Never passed to jobs: it may hold a database password.
-_WITHHELD_VARIABLES = ("QUEUECTL_DB",)
+# Never passed to jobs: the database URL may hold a password, and the dashboard token is one.
+_WITHHELD_VARIABLES = ("QUEUECTL_DB", "QUEUECTL_DASHBOARD_TOKEN")
 
 
 def withhold_secrets_from_jobs() -> None:

@@ -171,7 +171,15 @@ class Worker:
         )
         # Held for life, frozen or not: no other worker sweeps this scratch away.
         fcntl.flock(self._run_file, fcntl.LOCK_EX)
-        (self.scratch / DATABASE_FILE).write_text(self.store.description)
+        with open(
+            os.open(
+                self.scratch / DATABASE_FILE,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                0o600,
+            ),
+            "w",
+        ) as database_file:
+            database_file.write(self.store.description)
         # Kept open for life, never written: its closing is what tells the watchdog.
         watchdog_pipe = watchdog.start(str(self.scratch))
         self.capture = OutputCapture(self.scratch / OUTPUT_FILE, self.store.config().output_limit)

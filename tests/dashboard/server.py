@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,15 +45,25 @@ def free_port() -> int:
 
 
 class DashboardServer:
-    """`queuectl dashboard` on its own QUEUECTL_HOME; stopped with SIGTERM by stop()."""
+    """`queuectl dashboard` on its own QUEUECTL_HOME; stopped with SIGTERM by stop().
 
-    def __init__(self, home: Path, *extra_args: str) -> None:
+    It gets a token of its own (QUEUECTL_DASHBOARD_TOKEN) unless `extra_args` name one
+    (`--token T`) or none (`--no-token`), or `own_token=False` leaves it to generate
+    one. Its requests carry the token it knows unless told `authorized=False`.
+    """
+
+    def __init__(self, home: Path, *extra_args: str, own_token: bool = True) -> None:
         self.home = home
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "QUEUECTL_HOME": str(home)}
         self.env.pop("QUEUECTL_DB", None)
         self.env.pop("QUEUECTL_DASHBOARD_TOKEN", None)
+        self.token: str | None = None
+        if "--token" in extra_args:
+            self.token = extra_args[extra_args.index("--token") + 1]
+        elif own_token and "--no-token" not in extra_args:
+            self.token = self.env["QUEUECTL_DASHBOARD_TOKEN"] = secrets.token_urlsafe(18)
         self.location = DatabaseLocation(
             "sqlite", str(home / "queue.db"), None, str(home / "queue.db")
         )
@@ -80,6 +91,11 @@ class DashboardServer:
         except OSError:
             return False
 
+    def page_url(self, fragment: str = "") -> str:
+        """The page's address as `queuectl dashboard` prints it, token included."""
+        query = f"?token={self.token}" if self.token else ""
+        return f"{self.base}/{query}{fragment}"
+
     def request(
         self,
         method: str,
@@ -88,9 +104,12 @@ class DashboardServer:
         headers: Mapping[str, str] | None = None,
         body: Any = None,
         raw_body: bytes | None = None,
+        authorized: bool = True,
     ) -> Reply:
         data = raw_body
         all_headers = dict(headers or {})
+        if authorized and self.token:
+            all_headers.setdefault("Authorization", f"Bearer {self.token}")
         if body is not None:
             data = json.dumps(body).encode()
             all_headers.setdefault("Content-Type", "application/json")
@@ -106,12 +125,22 @@ class DashboardServer:
     def get(self, path: str, **kwargs: Any) -> Reply:
         return self.request("GET", path, **kwargs)
 
-    def post_as_page(self, path: str, body: Any, **headers: str) -> Reply:
+    def post_as_page(
+        self,
+        path: str,
+        body: Any,
+        *,
+        authorized: bool = True,
+        raw_body: bytes | None = None,
+        **headers: str,
+    ) -> Reply:
         """A POST as the page's own script sends it."""
         return self.request(
             "POST",
             path,
             body=body,
+            raw_body=raw_body,
+            authorized=authorized,
             headers={
                 "X-Queuectl-Request": "1",
                 "Origin": self.base,

@@ -132,7 +132,7 @@ def test_the_page_loads_and_its_counts_match_the_store(
     store.enqueue([new_job(f"load-{i}", command=f"echo {i}") for i in range(3)])
     run_job(store, "load-done", succeed=True)
     run_job(store, "load-dead", succeed=False, max_retries=1)
-    response = tab.page.goto(server.base + "/")
+    response = tab.page.goto(server.page_url())
     assert response is not None and response.status == 200
     expect(tab.page.locator("#live")).to_contain_text("live")
     expect_counts(tab, store)
@@ -145,7 +145,7 @@ def test_the_page_loads_and_its_counts_match_the_store(
 def test_a_job_enqueued_from_the_cli_appears_without_a_reload(
     tab: Tab, server: DashboardServer, store: InsightsStore
 ) -> None:
-    tab.page.goto(server.base + "/")
+    tab.page.goto(server.page_url())
     expect_counts(tab, store)
     tab.page.evaluate("window.notReloaded = true")
     result = server.cli("enqueue", '{"id": "from-the-cli", "command": "echo hi", "delay": 3600}')
@@ -160,7 +160,7 @@ def test_the_dlq_retry_button_moves_a_dead_job_to_pending(
     tab: Tab, server: DashboardServer, store: InsightsStore
 ) -> None:
     run_job(store, "retry-me", succeed=False, max_retries=1)
-    tab.page.goto(server.base + "/")
+    tab.page.goto(server.page_url())
     row = tab.page.locator('#dlq-table tr[data-id="retry-me"]')
     expect(row).to_be_visible()
     tab.shot("dead")
@@ -202,7 +202,7 @@ def test_commands_and_ids_with_markup_render_as_text(
             new_job("<b>xss-id</b>", command=IMAGE, delay=3600),
         ]
     )
-    tab.page.goto(server.base + "/")
+    tab.page.goto(server.page_url())
     cell = tab.page.locator('#jobs-table tr[data-id="xss-script"] td').nth(1)
     expect(cell).to_have_text(MARKUP)
     expect(tab.page.locator('#jobs-table tr[data-id="<b>xss-id</b>"] td').nth(1)).to_have_text(
@@ -221,6 +221,42 @@ def test_commands_and_ids_with_markup_render_as_text(
     tab.shot("markup")
 
 
+def test_lists_show_a_long_command_shortened_and_the_job_panel_whole(
+    tab: Tab, server: DashboardServer, store: InsightsStore
+) -> None:
+    long = "echo " + " ".join(f"word{i}" for i in range(20_000))
+    store.enqueue([new_job("long-command", command=long, delay=3600)])
+    tab.page.goto(server.page_url())
+    cell = tab.page.locator('#jobs-table tr[data-id="long-command"] td').nth(1)
+    expect(cell).to_have_text(long[:59] + "…")
+    title = cell.get_attribute("title") or ""
+    assert title == long[:200] + "…"
+    tab.page.locator('#jobs-table tr[data-id="long-command"]').click()
+    expect(tab.page.locator("#job-command")).to_have_text(long)
+    tab.shot("long-command")
+
+
+ODD_IDS = [".", "..", "a/b", "%2e", "%2E%2e", "./..", "a?b#c", "100%", "ジョブ ✓ é"]
+
+
+@pytest.mark.parametrize("job_id", ODD_IDS)
+def test_every_valid_id_opens_its_job(
+    tab: Tab, server: DashboardServer, store: InsightsStore, job_id: str
+) -> None:
+    command = f"echo the job called {job_id}"
+    if store.get_job(job_id) is None:
+        store.enqueue([new_job(job_id, command=command, delay=3600)])
+    tab.page.goto(server.page_url())
+    row = tab.page.locator("#jobs-table tr").filter(has=tab.page.get_by_text(command, exact=True))
+    row.click()
+    expect(tab.page.locator("#job-title")).to_have_text(f"Job {job_id}")
+    expect(tab.page.locator("#job-command")).to_have_text(command)
+    # The link in the address bar opens the same job after a reload.
+    tab.page.reload()
+    expect(tab.page.locator("#job-command")).to_have_text(command)
+    expect(tab.page.locator("#job-title")).to_have_text(f"Job {job_id}")
+
+
 def test_a_job_page_shows_attempts_and_output_of_a_real_worker(
     tab: Tab, server: DashboardServer, store: InsightsStore
 ) -> None:
@@ -228,7 +264,7 @@ def test_a_job_page_shows_attempts_and_output_of_a_real_worker(
     assert server.cli("enqueue", spec).returncode == 0
     result = server.cli("worker", "run", "--burst")
     assert result.returncode == 0, result
-    tab.page.goto(server.base + "/#job=worked")
+    tab.page.goto(server.page_url("#job=worked"))
     expect(tab.page.locator("#job-panel")).to_be_visible()
     expect(tab.page.locator("#job-output")).to_have_text("hello from the job\n")
     expect(tab.page.locator('#runs-table tr[data-run="1"] td').nth(3)).to_have_text("exit 2")

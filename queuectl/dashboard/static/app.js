@@ -67,6 +67,12 @@ function shortTime(iso) {
     : date.toISOString().slice(0, 10) + " " + time;
 }
 
+// Lists carry at most 200 characters of each command (`command_shortened` says when it
+// was cut); the job panel fetches the job and shows all of it.
+function listedCommand(job) {
+  return job.command_shortened ? job.command + "…" : job.command;
+}
+
 function shorten(value, width) {
   const flat = value.replace(/\s+/g, " ").trim();
   return flat.length > width ? flat.slice(0, width - 1) + "…" : flat;
@@ -244,7 +250,7 @@ function drawDlq(page) {
   const rows = page.jobs.map((job) =>
     el("tr", { dataset: { id: job.id } },
       el("td", { class: "mono" }, jobLink(job.id)),
-      el("td", { class: "mono", title: job.command }, shorten(job.command, 26)),
+      el("td", { class: "mono", title: listedCommand(job) }, shorten(listedCommand(job), 26)),
       el("td", { class: "num" }, `${job.attempts}/${job.max_retries}`),
       el("td", { title: job.last_error || "" }, shorten(job.last_error || "–", 20)),
       el("td", {}, el("button", { type: "button", class: "retry", onclick: () => retry([job.id]) }, "Retry"))));
@@ -265,7 +271,7 @@ function drawJobs(page) {
   const rows = page.jobs.map((job) =>
     el("tr", { dataset: { id: job.id }, class: view.job === job.id ? "selected" : null, onclick: () => openJob(job.id) },
       el("td", { class: "mono" }, job.id),
-      el("td", { class: "mono command-cell", title: job.command }, shorten(job.command, 60)),
+      el("td", { class: "mono command-cell", title: listedCommand(job) }, shorten(listedCommand(job), 60)),
       el("td", {}, el("span", { class: "state " + job.state }, job.state)),
       el("td", { class: "num" }, `${job.attempts}/${job.max_retries}`),
       el("td", { class: "num" }, job.priority),
@@ -358,7 +364,11 @@ async function refresh() {
 async function refreshJob() {
   if (view.job === null) return;
   const id = view.job;
-  const path = "/api/jobs/" + encodeURIComponent(id) + (view.run !== null ? "?run=" + view.run : "");
+  // The id in the query, not the path: a browser normalises a path segment "." or ".."
+  // (percent-encoded or not) away, and every id must open.
+  const params = new URLSearchParams({ id });
+  if (view.run !== null) params.set("run", String(view.run));
+  const path = "/api/jobs/?" + params.toString();
   try {
     const job = await getJson(path);
     if (view.job === id) drawJob(job);
