@@ -11,6 +11,7 @@ from types import FrameType
 
 from queuectl.dashboard.auth import is_loopback
 from queuectl.errors import InvalidInput, OperationFailed
+from queuectl.escape import escape_text
 from queuectl.paths import DatabaseLocation
 from queuectl.store import open_store
 from queuectl.store.insights import with_insights
@@ -52,8 +53,9 @@ def run(
     shown_host = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     if ":" in shown_host:
         shown_host = f"[{shown_host}]"
-    url = f"http://{shown_host}:{bound_port}/"
-    print(f"queuectl dashboard for {location.url}", flush=True)
+    url = escape_text(f"http://{shown_host}:{bound_port}/")
+    # The address and host name are the user's: shown escaped, as all text output is.
+    print(f"queuectl dashboard for {escape_text(location.url)}", flush=True)
     # The one place the token is shown: a generated one has no other way to the user.
     if generated:
         print(f"  {url}?token={token}", flush=True)
