@@ -22,11 +22,15 @@ def queuectl_home() -> str:
 
 
 def ensure_private_dir(path: str) -> str:
-    """Create the directory 0700 whatever the umask; tighten it if it already exists."""
+    """Create the directory 0700 whatever the umask; if it already exists, take away the
+    group's and others' permissions (never add any)."""
     try:
-        os.makedirs(path, mode=PRIVATE_DIR_MODE, exist_ok=True)
-        if os.stat(path).st_mode & 0o777 != PRIVATE_DIR_MODE:
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=PRIVATE_DIR_MODE, exist_ok=True)
             os.chmod(path, PRIVATE_DIR_MODE)
+        mode = os.stat(path).st_mode & 0o777
+        if mode & PRIVATE_DIR_MODE != mode:
+            os.chmod(path, mode & PRIVATE_DIR_MODE)
     except OSError as exc:
         raise StoreUnavailable(f"cannot create data directory {path}: {exc.strerror}") from None
     return path

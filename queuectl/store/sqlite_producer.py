@@ -503,15 +503,17 @@ def file_identity(path: str) -> tuple[int, int] | None:
 
 
 def _make_private(path: str) -> None:
+    """Take away the group's and others' permissions; never add any (a database made
+    read-only on purpose stays so)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
             return
-        if os.stat(path).st_mode & 0o777 != PRIVATE_FILE_MODE:
-            os.chmod(path, PRIVATE_FILE_MODE)
-    except FileNotFoundError:
-        pass
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & PRIVATE_FILE_MODE != mode:
+            os.chmod(path, mode & PRIVATE_FILE_MODE)
     except OSError:
-        pass  # not ours to change (e.g. read-only mount): opening will tell
+        pass  # gone, or not ours to change (e.g. read-only mount): opening will tell
 
 
 def _fsync_directory(directory: str) -> None:

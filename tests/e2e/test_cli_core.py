@@ -604,6 +604,18 @@ def test_data_dir_is_0700_and_database_0600_whatever_the_umask(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+def test_modes_are_only_ever_tightened_never_loosened(run_cli: Cli, db: Path) -> None:
+    ok(run_cli("enqueue", '{"id": "kept", "command": "true"}'))
+    os.chmod(db, 0o640)
+    ok(run_cli("status"))
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    # Made read-only on purpose: it stays so, and can still be read.
+    os.chmod(db, 0o400)
+    assert ids_of(json_out(run_cli("list", "--json"))) == ["kept"]
+    ok(run_cli("status"))
+    assert stat.S_IMODE(db.stat().st_mode) == 0o400
+
+
 def test_a_separate_process_sees_an_acknowledged_enqueue(run_cli: Cli, db: Path) -> None:
     ok(run_cli("enqueue", '{"id": "durable", "command": "true"}'))
     with sqlite3.connect(db) as conn:
