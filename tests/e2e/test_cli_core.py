@@ -160,6 +160,38 @@ def test_a_one_mebibyte_command_is_accepted_through_a_file(run_cli: Cli, tmp_pat
     assert len(job["command"]) == MIB  # --json never shortens
 
 
+def test_enqueue_from_a_deleted_directory_needs_cwd_only_in_jobs_without_it(
+    run_cli: Cli, tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    in_gone = f"cd {gone} && rmdir {gone}"  # the shell, then queuectl, stay in it
+
+    ok(
+        run_cli(
+            "enqueue", '{"id": "given", "command": "true", "cwd": "/tmp"}', shell_prefix=in_gone
+        )
+    )
+    gone.mkdir()
+    batch = (
+        '{"id": "b1", "command": "true", "cwd": "/"}\n{"id": "b2", "command": "true", "cwd": "/"}'
+    )
+    ok(run_cli("enqueue", "--file", "-", input=batch, shell_prefix=in_gone))
+
+    gone.mkdir()
+    refused = run_cli("enqueue", '{"id": "lacking", "command": "true"}', shell_prefix=in_gone)
+    assert refused.returncode == 2, refused
+    assert 'give "cwd"' in refused.stderr and "Traceback" not in refused.stderr
+    gone.mkdir()
+    mixed = '{"id": "m1", "command": "true", "cwd": "/"}\n{"id": "m2", "command": "true"}'
+    refused = run_cli("enqueue", "--file", "-", input=mixed, shell_prefix=in_gone)
+    assert refused.returncode == 2, refused
+    assert "job 2:" in refused.stderr and 'give "cwd"' in refused.stderr
+
+    listed = json_out(run_cli("list", "--json"))
+    assert {job["id"]: job["cwd"] for job in listed} == {"given": "/tmp", "b1": "/", "b2": "/"}
+
+
 def test_odd_id_round_trips(run_cli: Cli) -> None:
     odd = "a'b;\"c"
     assert ok(run_cli("enqueue", json.dumps({"id": odd, "command": "true"}))).stdout == odd + "\n"
