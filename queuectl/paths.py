@@ -46,7 +46,12 @@ class DatabaseLocation(NamedTuple):
 
 
 def resolve_database(explicit: str | None = None) -> DatabaseLocation:
-    """--db, else QUEUECTL_DB, else QUEUECTL_HOME/queue.db."""
+    """--db, else QUEUECTL_DB, else QUEUECTL_HOME/queue.db.
+
+    Only the default location's directory is created on first use: a file named by
+    --db or QUEUECTL_DB must be in a directory that exists, so that a mistyped one
+    is an error rather than a new, empty queue.
+    """
     raw = explicit or os.environ.get("QUEUECTL_DB") or ""
     if not raw:
         path = os.path.join(queuectl_home(), "queue.db")
@@ -61,6 +66,13 @@ def resolve_database(explicit: str | None = None) -> DatabaseLocation:
             "or postgresql://..."
         )
     path = os.path.abspath(os.path.expanduser(raw))
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        named_by = "--db" if explicit else "QUEUECTL_DB"
+        problem = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise InvalidInput(
+            f"{directory} {problem} ({named_by} {path}): create it first, or fix the path"
+        )
     return DatabaseLocation("sqlite", path, None, path)
 
 

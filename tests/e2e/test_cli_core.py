@@ -600,6 +600,8 @@ def test_queuectl_db_and_db_flag_override_the_home(
     by_env = tmp_path / "env" / "by-env.db"
     by_url = tmp_path / "url" / "by-url.db"
     by_flag = tmp_path / "flag" / "by-flag.db"
+    for database in (by_env, by_url, by_flag):
+        database.parent.mkdir()
     ok(run_cli("enqueue", '{"id": "e", "command": "x"}', env={"QUEUECTL_DB": str(by_env)}))
     ok(
         run_cli(
@@ -624,6 +626,61 @@ def test_queuectl_db_and_db_flag_override_the_home(
     # A relative path is relative to the current directory.
     ok(run_cli("--db", "rel.db", "enqueue", '{"id": "r", "command": "x"}', cwd=tmp_path))
     assert (tmp_path / "rel.db").exists()
+
+
+def test_a_database_path_in_a_missing_directory_is_refused_not_created(
+    run_cli: Cli, queuectl_home: Path, tmp_path: Path
+) -> None:
+    mistyped = tmp_path / "qeueu" / "queue.db"
+    for args, env in (
+        (["--db", str(mistyped)], None),
+        ([], {"QUEUECTL_DB": str(mistyped)}),
+        ([], {"QUEUECTL_DB": f"sqlite:///{mistyped}"}),
+    ):
+        for command in (["status"], ["enqueue", '{"command": "true"}']):
+            result = run_cli(*args, *command, env=env)
+            assert result.returncode == 2, (args, env, command, result)
+            assert f"{mistyped.parent} does not exist" in result.stderr, result
+            assert "Traceback" not in result.stderr
+    assert not mistyped.parent.exists()
+    assert not queuectl_home.exists()
+    # The default location, under QUEUECTL_HOME, is still created on first use.
+    ok(run_cli("status"))
+    assert (queuectl_home / "queue.db").exists()
+
+
+# Makes `import psycopg` fail as it does where the package is not installed.
+_NO_PSYCOPG = """
+import importlib.abc
+import sys
+
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "psycopg" or name.startswith("psycopg."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def test_a_postgresql_url_without_psycopg_says_what_to_install(
+    run_cli: Cli, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_NO_PSYCOPG)
+    url = "postgresql://queuectl@127.0.0.1:1/queue"
+    for args, env in (
+        (["--db", url, "status"], {}),
+        (["enqueue", '{"command": "true"}'], {"QUEUECTL_DB": url}),
+    ):
+        result = run_cli(*args, env={**env, "PYTHONPATH": str(site)})
+        assert result.returncode == 1, result
+        assert "pip install 'queuectl[postgres]'" in result.stderr, result
+        assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("umask", ["000", "077", "022"])
