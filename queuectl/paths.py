@@ -23,11 +23,15 @@ def queuectl_home() -> str:
 
 
 def ensure_private_dir(path: str) -> str:
-    """Create the directory 0700 whatever the umask; tighten it if it already exists."""
+    """Create the directory 0700 whatever the umask; if it already exists, take away the
+    group's and others' permissions (never add any)."""
     try:
-        os.makedirs(path, mode=PRIVATE_DIR_MODE, exist_ok=True)
-        if os.stat(path).st_mode & 0o777 != PRIVATE_DIR_MODE:
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=PRIVATE_DIR_MODE, exist_ok=True)
             os.chmod(path, PRIVATE_DIR_MODE)
+        mode = os.stat(path).st_mode & 0o777
+        if mode & PRIVATE_DIR_MODE != mode:
+            os.chmod(path, mode & PRIVATE_DIR_MODE)
     except OSError as exc:
         raise StoreUnavailable(f"cannot create data directory {path}: {exc.strerror}") from None
     return path
@@ -43,7 +47,12 @@ class DatabaseLocation(NamedTuple):
 
 
 def resolve_database(explicit: str | None = None) -> DatabaseLocation:
-    """--db, else QUEUECTL_DB, else QUEUECTL_HOME/queue.db."""
+    """--db, else QUEUECTL_DB, else QUEUECTL_HOME/queue.db.
+
+    Only the default location's directory is created on first use: a file named by
+    --db or QUEUECTL_DB must be in a directory that exists, so that a mistyped one
+    is an error rather than a new, empty queue.
+    """
     raw = explicit or os.environ.get("QUEUECTL_DB") or ""
     if not raw:
         path = os.path.join(queuectl_home(), "queue.db")
@@ -58,6 +67,13 @@ def resolve_database(explicit: str | None = None) -> DatabaseLocation:
             "or postgresql://..."
         )
     path = os.path.abspath(os.path.expanduser(raw))
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        named_by = "--db" if explicit else "QUEUECTL_DB"
+        problem = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise InvalidInput(
+            f"{directory} {problem} ({named_by} {path}): create it first, or fix the path"
+        )
     return DatabaseLocation("sqlite", path, None, path)
 
 

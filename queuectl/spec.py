@@ -66,7 +66,7 @@ class SpecDefaults(NamedTuple):
 
     max_retries: int
     timeout: float
-    cwd: str
+    cwd: str | None  # None: the caller's directory is gone, so each job must give its own
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -287,9 +287,15 @@ def parse_job_spec(
             if "timeout" in spec
             else defaults.timeout
         ),
-        cwd=_validate_cwd(spec["cwd"]) if "cwd" in spec else defaults.cwd,
+        cwd=_validate_cwd(spec["cwd"]) if "cwd" in spec else _default_cwd(defaults),
         env=_validate_env(spec["env"]) if "env" in spec else {},
     )
+
+
+def _default_cwd(defaults: SpecDefaults) -> str:
+    if defaults.cwd is None:
+        raise InvalidInput('the current directory no longer exists: give "cwd" in the job')
+    return defaults.cwd
 
 
 def parse_job_batch(items: list[Any], defaults: SpecDefaults) -> list[NewJob]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +52,77 @@ class StoreFactory:
         store = open_store(self.location)
         self._opened.append(store)
         return store
+
+    @contextlib.contextmanager
+    def lock_held(self, seconds: float, *, readers_too: bool = False) -> Iterator[None]:
+        """Another session takes the database's lock and lets go `seconds` later, or as
+        the block ends if that is sooner; the block runs while it is held.
+
+        SQLite: BEGIN IMMEDIATE (writers wait), or with `readers_too` the whole file
+        locked, as by the last connection checkpointing the WAL as it closes: only
+        possible while no other connection is open. PostgreSQL: every table locked
+        ACCESS EXCLUSIVE (readers wait in both cases).
+        """
+        taken = threading.Event()
+        block_ended = threading.Event()
+        failures: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                with self._locking_session(readers_too):
+                    taken.set()
+                    block_ended.wait(seconds)
+            except BaseException as exc:  # re-raised in the test's thread
+                failures.append(exc)
+                taken.set()
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        taken.wait(10)
+        try:
+            if failures:
+                raise failures[0]
+            yield
+        finally:
+            block_ended.set()
+            holder.join(10)
+        if failures:
+            raise failures[0]
+
+    @contextlib.contextmanager
+    def _locking_session(self, readers_too: bool) -> Iterator[None]:
+        if self.backend == "sqlite":
+            conn = sqlite3.connect(str(self.location.path), isolation_level=None)
+            try:
+                if readers_too:
+                    # In WAL mode only EXCLUSIVE locking mode locks the file against readers.
+                    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+                    conn.execute("BEGIN EXCLUSIVE")
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                yield
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+            return
+        import psycopg
+        from psycopg import sql
+
+        assert self.location.dsn is not None
+        with psycopg.connect(self.location.dsn) as conn:
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                )
+            ]
+            conn.execute(
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(map(sql.Identifier, tables))
+                )
+            )
+            yield
+            conn.rollback()
 
     def close_all(self) -> None:
         for store in self._opened:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from queuectl.errors import StoreUnavailable
 from queuectl.paths import DatabaseLocation, resolve_database
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
@@ -19,8 +20,15 @@ def open_store(location: DatabaseLocation | None = None, *, durable: bool = True
     """
     location = location or resolve_database()
     if location.kind == "postgresql":
-        from queuectl.store.postgres import PostgresStore  # psycopg only when asked for
-
+        try:
+            from queuectl.store.postgres import PostgresStore  # psycopg only when asked for
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "psycopg":
+                raise
+            raise StoreUnavailable(
+                f"{location.url} is a PostgreSQL database, and PostgreSQL support is not "
+                "installed: pip install 'queuectl[postgres]'"
+            ) from None
         assert location.dsn is not None
         return PostgresStore(location.dsn, display_url=location.url)
     from queuectl.store.sqlite import SqliteStore

@@ -38,6 +38,7 @@ from queuectl.retry import decide_after_failure
 from queuectl.store.sqlite_insights import SqliteInsights
 from queuectl.store.sqlite_maintenance import SqliteMaintenance
 from queuectl.store.sqlite_producer import (
+    LOCK_WAIT_LIMIT,
     SqliteProducer,
     file_identity,
     translate_error,
@@ -132,10 +133,11 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         *,
         durable: bool = True,
         clock: Callable[[], float] = time.time,
+        lock_wait: float = LOCK_WAIT_LIMIT,
     ) -> None:
         self._watcher: WalWatcher | None = None
         self._watch_failed = False
-        super().__init__(path, durable=durable, clock=clock)
+        super().__init__(path, durable=durable, clock=clock, lock_wait=lock_wait)
 
     @translating
     def maintain(self) -> None:
@@ -373,7 +375,7 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                 if self._conn.execute("PRAGMA data_version").fetchone()[0] != start:
                     return
         except sqlite3.Error as exc:
-            raise translate_error(exc, self.path) from exc
+            raise translate_error(exc, self) from exc
 
     def _wal_watcher(self) -> WalWatcher | None:
         if self._watcher is None and not self._watch_failed:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from queuectl.store.run_stats import DURATION_BOUNDS_SECONDS
-from queuectl.store.sqlite_producer import translating
+from queuectl.store.sqlite_producer import BusyWaitingConnection, translating
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class SqliteInsights:
 
     # Set by SqliteStore.
     path: str
-    _conn: sqlite3.Connection
+    _conn: BusyWaitingConnection
     _clock: Callable[[], float]
 
     @contextmanager

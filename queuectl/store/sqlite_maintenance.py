@@ -1,20 +1,29 @@
 """Keeping a long-lived SQLite queue healthy: purge, space reclaim, backup, diagnostics.
 
 A mixin of SqliteStore (it uses the store's connection, clock and write
-transactions); kept apart so the queue's hot path stays in sqlite.py.
+transactions); kept apart so the queue's hot path stays in sqlite.py. Like the
+store's, its methods raise queuectl errors only: a worker's retention purge
+must meet a StoreUnavailable it handles, not a sqlite3 error.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 
 from queuectl.domain import Diagnostic, JobState
 from queuectl.errors import InvalidInput, OperationFailed
-from queuectl.store.sqlite_producer import NETWORK_FILESYSTEMS, filesystem_type
+from queuectl.store.sqlite_producer import (
+    NETWORK_FILESYSTEMS,
+    BusyWaitingConnection,
+    filesystem_type,
+    translate_error,
+    translating,
+)
 from queuectl.store.sqlite_schema import LATEST_VERSION
 from queuectl.timeutil import to_micros
 
@@ -22,6 +31,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queu
 
 # Pages copied per step of an online backup: small steps let writers in between.
 _BACKUP_PAGES_PER_STEP = 1024
+# Between tries of a backup step that found the database busy (sqlite3's default: 0.25 s).
+_BACKUP_BUSY_SLEEP = 0.005
+# What a backup step returns when the database is busy (sqlite3's constants are untyped).
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 # A WAL larger than this after a checkpoint is reported by `doctor`.
 _WAL_WARN_BYTES = 256 * 1024 * 1024
 
@@ -29,12 +42,14 @@ _WAL_WARN_BYTES = 256 * 1024 * 1024
 class SqliteMaintenance:
     if TYPE_CHECKING:  # provided by SqliteStore
         path: str
-        _conn: sqlite3.Connection
+        lock_wait: float
+        _conn: BusyWaitingConnection
 
         def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
         def _now_us(self) -> int: ...
 
+    @translating
     def purgeable_counts(self, states: Sequence[JobState], before: datetime) -> dict[JobState, int]:
         """How many jobs `purge` would delete, per state."""
         cutoff = to_micros(before)
@@ -46,6 +61,7 @@ class SqliteMaintenance:
             for state in states
         }
 
+    @translating
     def purge(self, states: Sequence[JobState], before: datetime, batch_size: int) -> int:
         """Delete up to `batch_size` finished jobs (and their runs) last updated before `before`.
 
@@ -73,6 +89,7 @@ class SqliteMaintenance:
             conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", doomed)
         return len(doomed)
 
+    @translating
     def reclaim_space(self, max_pages: int = 2000) -> bool:
         """Give up to `max_pages` free pages back to the file system (auto_vacuum =
         INCREMENTAL), in one short transaction. True if free pages remain."""
@@ -80,6 +97,7 @@ class SqliteMaintenance:
             conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
             return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
+    @translating
     def backup(self, destination: str) -> None:
         """A consistent copy of the live database, taken without stopping the workers."""
         if os.path.exists(destination):
@@ -90,12 +108,27 @@ class SqliteMaintenance:
             target = sqlite3.connect(destination)
         except OSError as exc:
             raise OperationFailed(f"cannot create {destination}: {exc.strerror}") from None
+        deadline = time.monotonic() + self.lock_wait
+
+        def give_up_when_locked_too_long(status: int, _remaining: int, _total: int) -> None:
+            # sqlite3 retries a busy step for ever; the store's lock budget applies here too.
+            busy = status in (_SQLITE_BUSY, _SQLITE_LOCKED)
+            if busy and time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+
         try:
-            self._conn.backup(target, pages=_BACKUP_PAGES_PER_STEP)
+            self._conn.backup(
+                target,
+                pages=_BACKUP_PAGES_PER_STEP,
+                progress=give_up_when_locked_too_long,
+                sleep=_BACKUP_BUSY_SLEEP,
+            )
             target.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
         except sqlite3.Error as exc:
             target.close()
             os.unlink(destination)
+            if "locked" in str(exc):
+                raise translate_error(exc, self) from exc
             raise OperationFailed(f"backup failed: {exc}") from None
         target.close()
         fd = os.open(destination, os.O_RDONLY)
@@ -104,6 +137,7 @@ class SqliteMaintenance:
         finally:
             os.close(fd)
 
+    @translating
     def diagnostics(self) -> list[Diagnostic]:
         """Checks `doctor` prints: integrity, schema, free space, WAL size, file system."""
         checks: list[Diagnostic] = []

@@ -3,7 +3,8 @@
 Opening creates the file (0600, in a 0700 directory), refuses network file
 systems, and creates or migrates the schema; writes run in explicit BEGIN
 IMMEDIATE transactions, taken in turn through a writer lock (see
-_WriterLock); an enqueue is fsynced before it is acknowledged. SqliteStore
+_WriterLock); any statement waits out a busy database for a while (see
+BusyWaitingConnection); an enqueue is fsynced before it is acknowledged. SqliteStore
 (sqlite.py) builds the workers' and the inspecting commands' operations on
 this class. `queuectl enqueue` uses it alone, so a process per job imports
 only this module and the schema's: no job, run or worker types, no `typing`,
@@ -40,9 +41,11 @@ if TYPE_CHECKING:
         """What `translating` needs of the object whose methods it wraps."""
 
         path: str
+        lock_wait: float
 
 
-# How long a writer waits for the write lock before the command fails.
+# How long a statement waits for a busy database (a writer for the write lock) before
+# the command fails.
 LOCK_WAIT_LIMIT = 30.0
 # Each retry sleeps a random time up to this bound, so waiters do not march in step.
 _LOCK_RETRY_MAX_SLEEP = 0.002
@@ -91,10 +94,12 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
-def translate_error(exc: sqlite3.Error, path: str) -> StoreUnavailable:
+def translate_error(exc: sqlite3.Error, store: _OnFile) -> StoreUnavailable:
+    """The queuectl error for a sqlite3 error of `store`'s database."""
+    path = store.path
     message = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
-        return StoreUnavailable(f"database {path} stayed locked for over {LOCK_WAIT_LIMIT:.0f}s")
+        return StoreUnavailable(f"database {path} stayed locked for over {store.lock_wait:g}s")
     if "readonly" in message or "read-only" in message:
         return StoreUnavailable(f"database {path} is read-only: {message}")
     if "full" in message:
@@ -120,7 +125,7 @@ def translating(method: Callable[..., T]) -> Callable[..., T]:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise translate_error(exc, self.path) from exc
+            raise translate_error(exc, self) from exc
 
     return wrapper
 
@@ -134,25 +139,31 @@ class SqliteProducer:
         *,
         durable: bool = True,
         clock: Callable[[], float] = time.time,
+        lock_wait: float = LOCK_WAIT_LIMIT,
     ) -> None:
         self.path = os.fspath(path)
         self.description = self.path
+        # Seconds any statement waits for a busy database before the store gives up.
+        self.lock_wait = lock_wait
         self._clock = clock
         self._config: Config | None = None
         self._config_read_at = 0.0
-        self._writer_lock = _WriterLock(self.path + WRITER_LOCK_SUFFIX)
+        self._writer_lock = _WriterLock(self.path + WRITER_LOCK_SUFFIX, lock_wait)
         try:
             self._conn = self._connect(durable)
             self._migrate()
         except sqlite3.Error as exc:
-            raise translate_error(exc, self.path) from exc
+            raise translate_error(exc, self) from exc
         self._file_id = file_identity(self.path)
 
     # --- connection and schema ----------------------------------------------------
-    def _connect(self, durable: bool) -> sqlite3.Connection:
+    def _connect(self, durable: bool) -> BusyWaitingConnection:
         created = self._prepare_file()
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves.
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=0.002)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=0.002, factory=BusyWaitingConnection
+        )
+        conn.lock_wait = self.lock_wait
         conn.execute("PRAGMA busy_timeout = 2")
         # FULL syncs the WAL at every commit: an acknowledged enqueue survives power loss.
         # A worker's bookkeeping may use NORMAL: a power loss can at worst re-run a job.
@@ -214,7 +225,7 @@ class SqliteProducer:
         if tables == 0:
             # Only possible before the first table exists; lets purge give space back.
             self._conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        self._retry_busy(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+        self._conn.execute("PRAGMA journal_mode = WAL")
         imported_legacy = False
         with self._write() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -235,24 +246,12 @@ class SqliteProducer:
         for suffix in ("", "-wal", "-shm"):
             _make_private(self.path + suffix)
 
-    def _retry_busy(self, action: Callable[[], T]) -> T:
-        deadline = time.monotonic() + LOCK_WAIT_LIMIT
-        while True:
-            try:
-                return action()
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-                import random  # at the first wait only (see the module docstring)
-
-                time.sleep(random.uniform(0.0001, _LOCK_RETRY_MAX_SLEEP))
-
     def _write(self) -> _WriteTransaction:
         """A write transaction: BEGIN IMMEDIATE with jittered retries, then COMMIT.
 
         `with self._write() as conn:`; an exception in the block rolls it back.
         """
-        return _WriteTransaction(self._conn, self._writer_lock, self._retry_busy)
+        return _WriteTransaction(self._conn, self._writer_lock)
 
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
@@ -328,6 +327,43 @@ class SqliteProducer:
         return ids[0]
 
 
+class BusyWaitingConnection(sqlite3.Connection):
+    """A connection on which a statement that finds the database busy waits, up to
+    `lock_wait` seconds, with short jittered retries.
+
+    Not only a writer's BEGIN IMMEDIATE can find it busy: so can any statement of
+    a new connection while the last connection of another process checkpoints the
+    WAL as it closes (it holds the whole file, and fsyncs), or recovers the WAL,
+    or switches the file to WAL mode; 20 commands started at once met that every
+    few rounds. busy_timeout stays at 2 ms, because SQLite's own busy handler
+    sleeps a millisecond and more between tries (see _WriterLock).
+
+    Inside a write transaction a busy statement is not retried: SQLite asks for
+    a rollback then, and _WriteTransaction makes one.
+    """
+
+    lock_wait = LOCK_WAIT_LIMIT
+    in_write = False  # set by _WriteTransaction between BEGIN IMMEDIATE and COMMIT
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if self.in_write or not _is_busy(exc):
+                raise
+        import random  # at the first wait only (see the module docstring)
+
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            # Jittered, so that waiters do not march in step.
+            time.sleep(random.uniform(0.0001, _LOCK_RETRY_MAX_SLEEP))
+            try:
+                return super().execute(sql, parameters)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+
+
 class _WriteTransaction:
     """What SqliteProducer._write returns: one write transaction for a `with` block.
 
@@ -335,32 +371,28 @@ class _WriteTransaction:
     contextlib would cost every `queuectl enqueue` half a millisecond.
     """
 
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        writer_lock: _WriterLock,
-        retry_busy: Callable[[Callable[[], Any]], Any],
-    ) -> None:
+    def __init__(self, conn: BusyWaitingConnection, writer_lock: _WriterLock) -> None:
         self._conn = conn
         self._writer_lock = writer_lock
-        self._retry_busy = retry_busy
 
     def __enter__(self) -> sqlite3.Connection:
         conn = self._conn
         self._writer_lock.__enter__()
         try:
-            self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+            conn.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._writer_lock.__exit__()
             raise
+        conn.in_write = True
         return conn
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         conn = self._conn
+        conn.in_write = False  # a busy COMMIT may be tried again
         try:
             if exc_type is None:
                 try:
-                    self._retry_busy(lambda: conn.execute("COMMIT"))
+                    conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
@@ -386,13 +418,14 @@ class _WriterLock:
     way.
 
     The wait is a loop rather than a blocking flock() so that it can end with
-    an error after LOCK_WAIT_LIMIT, as before, if a writer is frozen holding
-    it. The lock dies with its holder's process. Without the file (a read-only
+    an error after the store's lock_wait, as before, if a writer is frozen
+    holding it. The lock dies with its holder's process. Without the file (a read-only
     directory) there is no turn-taking, only SQLite's lock.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, wait_limit: float) -> None:
         self._path = path
+        self._wait_limit = wait_limit
         self._fd: int | None = None  # opened at the first write: the database is checked by then
         self._released_at = 0.0
 
@@ -419,7 +452,7 @@ class _WriterLock:
             except BlockingIOError:
                 now = time.monotonic()
                 if not deadline:
-                    deadline = now + LOCK_WAIT_LIMIT
+                    deadline = now + self._wait_limit
                 elif now > deadline:
                     raise sqlite3.OperationalError("database is locked") from None
                 # Jittered and growing: waiters do not march in step, and a long
@@ -470,15 +503,17 @@ def file_identity(path: str) -> tuple[int, int] | None:
 
 
 def _make_private(path: str) -> None:
+    """Take away the group's and others' permissions; never add any (a database made
+    read-only on purpose stays so)."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
             return
-        if os.stat(path).st_mode & 0o777 != PRIVATE_FILE_MODE:
-            os.chmod(path, PRIVATE_FILE_MODE)
-    except FileNotFoundError:
-        pass
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & PRIVATE_FILE_MODE != mode:
+            os.chmod(path, mode & PRIVATE_FILE_MODE)
     except OSError:
-        pass  # not ours to change (e.g. read-only mount): opening will tell
+        pass  # gone, or not ours to change (e.g. read-only mount): opening will tell
 
 
 def _fsync_directory(directory: str) -> None:

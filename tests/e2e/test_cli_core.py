@@ -160,6 +160,38 @@ def test_a_one_mebibyte_command_is_accepted_through_a_file(run_cli: Cli, tmp_pat
     assert len(job["command"]) == MIB  # --json never shortens
 
 
+def test_enqueue_from_a_deleted_directory_needs_cwd_only_in_jobs_without_it(
+    run_cli: Cli, tmp_path: Path
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    in_gone = f"cd {gone} && rmdir {gone}"  # the shell, then queuectl, stay in it
+
+    ok(
+        run_cli(
+            "enqueue", '{"id": "given", "command": "true", "cwd": "/tmp"}', shell_prefix=in_gone
+        )
+    )
+    gone.mkdir()
+    batch = (
+        '{"id": "b1", "command": "true", "cwd": "/"}\n{"id": "b2", "command": "true", "cwd": "/"}'
+    )
+    ok(run_cli("enqueue", "--file", "-", input=batch, shell_prefix=in_gone))
+
+    gone.mkdir()
+    refused = run_cli("enqueue", '{"id": "lacking", "command": "true"}', shell_prefix=in_gone)
+    assert refused.returncode == 2, refused
+    assert 'give "cwd"' in refused.stderr and "Traceback" not in refused.stderr
+    gone.mkdir()
+    mixed = '{"id": "m1", "command": "true", "cwd": "/"}\n{"id": "m2", "command": "true"}'
+    refused = run_cli("enqueue", "--file", "-", input=mixed, shell_prefix=in_gone)
+    assert refused.returncode == 2, refused
+    assert "job 2:" in refused.stderr and 'give "cwd"' in refused.stderr
+
+    listed = json_out(run_cli("list", "--json"))
+    assert {job["id"]: job["cwd"] for job in listed} == {"given": "/tmp", "b1": "/", "b2": "/"}
+
+
 def test_odd_id_round_trips(run_cli: Cli) -> None:
     odd = "a'b;\"c"
     assert ok(run_cli("enqueue", json.dumps({"id": odd, "command": "true"}))).stdout == odd + "\n"
@@ -568,6 +600,8 @@ def test_queuectl_db_and_db_flag_override_the_home(
     by_env = tmp_path / "env" / "by-env.db"
     by_url = tmp_path / "url" / "by-url.db"
     by_flag = tmp_path / "flag" / "by-flag.db"
+    for database in (by_env, by_url, by_flag):
+        database.parent.mkdir()
     ok(run_cli("enqueue", '{"id": "e", "command": "x"}', env={"QUEUECTL_DB": str(by_env)}))
     ok(
         run_cli(
@@ -594,6 +628,61 @@ def test_queuectl_db_and_db_flag_override_the_home(
     assert (tmp_path / "rel.db").exists()
 
 
+def test_a_database_path_in_a_missing_directory_is_refused_not_created(
+    run_cli: Cli, queuectl_home: Path, tmp_path: Path
+) -> None:
+    mistyped = tmp_path / "qeueu" / "queue.db"
+    for args, env in (
+        (["--db", str(mistyped)], None),
+        ([], {"QUEUECTL_DB": str(mistyped)}),
+        ([], {"QUEUECTL_DB": f"sqlite:///{mistyped}"}),
+    ):
+        for command in (["status"], ["enqueue", '{"command": "true"}']):
+            result = run_cli(*args, *command, env=env)
+            assert result.returncode == 2, (args, env, command, result)
+            assert f"{mistyped.parent} does not exist" in result.stderr, result
+            assert "Traceback" not in result.stderr
+    assert not mistyped.parent.exists()
+    assert not queuectl_home.exists()
+    # The default location, under QUEUECTL_HOME, is still created on first use.
+    ok(run_cli("status"))
+    assert (queuectl_home / "queue.db").exists()
+
+
+# Makes `import psycopg` fail as it does where the package is not installed.
+_NO_PSYCOPG = """
+import importlib.abc
+import sys
+
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "psycopg" or name.startswith("psycopg."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def test_a_postgresql_url_without_psycopg_says_what_to_install(
+    run_cli: Cli, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_NO_PSYCOPG)
+    url = "postgresql://queuectl@127.0.0.1:1/queue"
+    for args, env in (
+        (["--db", url, "status"], {}),
+        (["enqueue", '{"command": "true"}'], {"QUEUECTL_DB": url}),
+    ):
+        result = run_cli(*args, env={**env, "PYTHONPATH": str(site)})
+        assert result.returncode == 1, result
+        assert "pip install 'queuectl[postgres]'" in result.stderr, result
+        assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("umask", ["000", "077", "022"])
 def test_data_dir_is_0700_and_database_0600_whatever_the_umask(
     run_cli: Cli, queuectl_home: Path, umask: str
@@ -602,6 +691,18 @@ def test_data_dir_is_0700_and_database_0600_whatever_the_umask(
     assert stat.S_IMODE(queuectl_home.stat().st_mode) == 0o700
     for path in queuectl_home.glob("queue.db*"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_modes_are_only_ever_tightened_never_loosened(run_cli: Cli, db: Path) -> None:
+    ok(run_cli("enqueue", '{"id": "kept", "command": "true"}'))
+    os.chmod(db, 0o640)
+    ok(run_cli("status"))
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    # Made read-only on purpose: it stays so, and can still be read.
+    os.chmod(db, 0o400)
+    assert ids_of(json_out(run_cli("list", "--json"))) == ["kept"]
+    ok(run_cli("status"))
+    assert stat.S_IMODE(db.stat().st_mode) == 0o400
 
 
 def test_a_separate_process_sees_an_acknowledged_enqueue(run_cli: Cli, db: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from queuectl.domain import JobState
 from queuectl.store.sqlite import SqliteStore
 from tests.e2e.worker_helpers import Queue, is_running
-from tests.helpers import CliResult, new_job
+from tests.helpers import CliResult, new_job, run_cli, run_cli_concurrently
 from tests.reliability.helpers import SOAK, log_problems, report
 
 WORKERS = 8
@@ -103,6 +103,26 @@ def test_no_lock_error_reaches_a_user_or_a_worker(queue: Queue) -> None:
             ],
         },
     )
+
+
+# Rounds of the burst below: one round failed about one time in three before the fix.
+BURST_ROUNDS = 6
+
+
+def test_a_burst_of_commands_on_an_idle_database_all_succeed(tmp_path: Path) -> None:
+    """20 short-lived writers at once, on a database no process has open: the last one to
+    close checkpoints the WAL holding the whole file, and the next to open once met that
+    with a 2 ms busy timeout and no retry ("stayed locked for over 30s" after 0.7 s)."""
+    for round_no in range(BURST_ROUNDS):
+        env = {"QUEUECTL_HOME": str(tmp_path / f"home-{round_no}"), "QUEUECTL_DB": None}
+        assert run_cli("status", env=env).returncode == 0
+        commands = [
+            ("dlq", "retry", "--all") if n % 2 else ("config", "set", "max_retries", "4")
+            for n in range(20)
+        ]
+        results = run_cli_concurrently(*commands, env=env)
+        failures = [r for r in results if r.returncode != 0 or r.stderr]
+        assert failures == [], (round_no, failures[:3])
 
 
 def test_a_second_store_in_one_process_keeps_the_first_ones_locks(tmp_path: Path) -> None:
