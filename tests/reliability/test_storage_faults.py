@@ -47,10 +47,14 @@ def _no_traceback(result: CliResult) -> None:
 
 
 def _marker_job(markers: Path, job_id: str, seconds: float = 0.0, pad: int = 0) -> dict[str, str]:
-    """A job that proves it ran by touching markers/ID; `pad` bytes of comment make it big."""
+    """A job that proves it ran by appending its run number to markers/ID (a line a run);
+    `pad` bytes of comment make it big."""
     sleep = f"sleep {seconds}; " if seconds else ""
     comment = f" # {'x' * pad}" if pad else ""
-    return {"id": job_id, "command": f"{sleep}touch {markers / job_id}{comment}"}
+    return {
+        "id": job_id,
+        "command": f"{sleep}echo $QUEUECTL_ATTEMPT >> {markers / job_id}{comment}",
+    }
 
 
 def _completed_without_running(
@@ -140,13 +144,25 @@ def test_a_disk_filling_up_under_running_workers(queue: Queue, small_disk: Path)
     assert log_problems(queue.home, ("Traceback",)) == []
     logs = "".join(path.read_text() for path in (queue.home / "logs").iterdir())
     assert "no space left for database" in logs, logs
-    assert list((queue.home / "run").iterdir()) == [], "scratch files left behind"
     assert _completed_without_running(queue, markers, env) == []
 
+    # A worker that could not record its last outcomes left them in its scratch
+    # directory: the worker that recovers its jobs records them instead of running
+    # those jobs again, then sweeps the directory.
     (small_disk / "filler").unlink()
-    queue.cli("worker", "start", env=env)
+    [rescuer] = parse_pids(queue.cli("worker", "start", env=env).stdout)
     queue.wait(lambda: status(queue, env)["jobs"]["completed"] == 100, 60, "every job to complete")
     assert _completed_without_running(queue, markers, env) == []
+    ran_twice = {
+        p.name: p.read_text().split() for p in markers.iterdir() if len(p.read_text().split()) > 1
+    }
+    assert ran_twice == {}, "jobs that completed ran again"
+    rescuer_id = next(w["id"] for w in status(queue, env)["workers"] if w["pid"] == rescuer)
+    queue.wait(
+        lambda: [p.name for p in (queue.home / "run").iterdir()] == [rescuer_id],
+        15,
+        "the stopped workers' scratch to be swept",
+    )
     queue.cli("worker", "stop", "--timeout", "30", env=env, timeout=60)
 
 
