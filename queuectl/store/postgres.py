@@ -440,6 +440,7 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
                 return []
             recovered: list[RecoveredJob] = []
             with self._link.transaction(conn):
+                conn.execute(q.CLAMP_HEARTBEATS_AHEAD, lease)
                 rows = conn.execute(q.LOCK_EXPIRED, lease).fetchall()
                 for row in rows:
                     job_id, worker_id, runs_total, attempts, max_retries, started = row[:6]
