@@ -114,7 +114,15 @@ def run_one(args: argparse.Namespace) -> int:
     configure_logging(worker_id, args.log_file)
     location = resolve_database(args.db)
     scratch = Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "run")))
-    worker = Worker(lambda: open_store(location, durable=False), worker_id, scratch)
+    worker: Worker | None = None
+
+    def stopping() -> bool:
+        return worker is not None and worker.flags.stop.is_set()
+
+    # A worker waits out a database outage of any length, unless it is asked to stop.
+    worker = Worker(
+        lambda: open_store(location, durable=False, reconnect_until=stopping), worker_id, scratch
+    )
     worker.install_signal_handlers()
     worker.run(burst=args.burst)
     return 0

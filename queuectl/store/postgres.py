@@ -44,7 +44,13 @@ from queuectl.settings import Config
 from queuectl.spec import NewJob
 from queuectl.store import postgres_queries as q
 from queuectl.store.base import LostRunFate
-from queuectl.store.postgres_connection import Applied, Connection, Link, connect
+from queuectl.store.postgres_connection import (
+    RECONNECT_GIVE_UP,
+    Applied,
+    Connection,
+    Link,
+    connect,
+)
 from queuectl.store.postgres_insights import PostgresInsights
 from queuectl.store.postgres_maintenance import PostgresMaintenance
 from queuectl.store.postgres_schema import LISTEN_CHANNEL_QUERY, migrate
@@ -78,7 +84,16 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
     # jobs are recovered from any host, where its notes of what it started are unseen.
     max_claim_batch = 1
 
-    def __init__(self, dsn: str, *, display_url: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        display_url: str,
+        give_up_after: float | None = RECONNECT_GIVE_UP,
+        stop_waiting: Callable[[], bool] | None = None,
+    ) -> None:
+        """`give_up_after` and `stop_waiting`: how long an operation waits for a lost
+        connection to come back (see postgres_connection.Link)."""
         self.description = display_url
         self._dsn = dsn
         self._url = display_url
@@ -87,7 +102,7 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         self._compacted_at = time.monotonic()
         self._listener: Connection | None = None
         self._use_listen = os.environ.get(LISTEN_VARIABLE, "1").strip() != "0"
-        self._link = Link(dsn, display_url)
+        self._link = Link(dsn, display_url, give_up_after=give_up_after, stop_waiting=stop_waiting)
         try:
             self._link.run(lambda conn: migrate(conn, display_url))
         except BaseException:
@@ -436,6 +451,11 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
 
         def recover(conn: Connection) -> list[RecoveredJob]:
+            since_reconnect = self._link.since_reconnect()
+            if since_reconnect is not None and since_reconnect < lease_seconds:
+                # After an outage every lease looks expired: the live workers get one
+                # lease to renew theirs before anything is taken from them.
+                return []
             if not _one(conn, q.ANY_EXPIRED, lease)[0]:
                 return []
             recovered: list[RecoveredJob] = []
