@@ -118,6 +118,10 @@ class Worker:
         self._claim_ahead = 0
         # When the heartbeat thread last renewed the lease (time.monotonic()).
         self._renewed_at = 0.0
+        # The heartbeat thread's store: set once it is open (or failed to open, see run()).
+        self._heartbeat_opened = threading.Event()
+        self._heartbeat_error: BaseException | None = None
+        self._registered = threading.Event()
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pid = os.getpid()
         self.info = WorkerInfo(
@@ -147,9 +151,23 @@ class Worker:
     # --- main loop -----------------------------------------------------------------
     def run(self, *, burst: bool = False) -> int:
         """Work until stopped (or, with burst, until nothing is runnable). Returns jobs run."""
+        # The heartbeat's own connection first, opened in its thread (a store stays in the
+        # thread that opened it): a worker that cannot have it (a PostgreSQL server at its
+        # connection limit) fails here, unregistered, rather than run jobs with no lease.
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        self._heartbeat_opened.wait()
+        if self._heartbeat_error is not None:
+            raise self._heartbeat_error
         # Registered before anything is created: a worker that cannot even register
         # (full disk, read-only or corrupt database) leaves no scratch files behind.
-        self.store.register_worker(self.info)
+        try:
+            self.store.register_worker(self.info)
+        except BaseException:
+            self.flags.stop.set()
+            raise
+        finally:
+            self._registered.set()  # the heartbeat loop starts (or, stopping, ends)
         self._renewed_at = time.monotonic()
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The run file and its flock first: a scratch without them is one whose worker
@@ -167,8 +185,6 @@ class Worker:
             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
             0o600,
         )
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        heartbeat.start()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
         done = 0
         # Claims per settle(): doubles while jobs end within SLOW_SECONDS, back to 1
@@ -308,7 +324,14 @@ class Worker:
 
     # --- heartbeat thread --------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
-        store = self._open_store()
+        try:
+            store = self._open_store()
+        except BaseException as exc:
+            self._heartbeat_error = exc  # run() raises it
+            return
+        finally:
+            self._heartbeat_opened.set()
+        self._registered.wait()
         try:
             while not self.flags.stop.is_set():
                 config = store.config()
