@@ -70,6 +70,10 @@ _ENQUEUE_CHUNK = 5000
 # QUEUECTL_PG_LISTEN=0: idle workers poll every poll_interval instead of LISTENing (to
 # measure what NOTIFY buys, or where LISTEN is unwelcome). See docs/DECISIONS.md.
 LISTEN_VARIABLE = "QUEUECTL_PG_LISTEN"
+# After the listening connection failed to open, the next try waits this long, doubling
+# up to the cap: a server out of connections is not asked again at every idle wait.
+_LISTEN_RETRY_FIRST = 1.0
+_LISTEN_RETRY_MAX = 60.0
 
 
 class PostgresStore(PostgresInsights, PostgresMaintenance):
@@ -102,6 +106,8 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         self._compacted_at = time.monotonic()
         self._listener: Connection | None = None
         self._use_listen = os.environ.get(LISTEN_VARIABLE, "1").strip() != "0"
+        self._listen_retry_at = 0.0  # time.monotonic()
+        self._listen_retry_delay = 0.0
         self._link = Link(dsn, display_url, give_up_after=give_up_after, stop_waiting=stop_waiting)
         try:
             self._link.run(lambda conn: migrate(conn, display_url))
@@ -271,7 +277,12 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         deadline = time.monotonic() + timeout
         if should_stop():
             return
-        if self._listener is None and self._use_listen and self._listen():
+        if (
+            self._listener is None
+            and self._use_listen
+            and time.monotonic() >= self._listen_retry_at
+            and self._listen()
+        ):
             return
         while not should_stop():
             remaining = deadline - time.monotonic()
@@ -308,8 +319,14 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         try:
             listener = connect(self._dsn, self._url)
         except StoreUnavailable as exc:
-            log.warning("cannot listen for new jobs (%s); polling instead", exc)
+            if not self._listen_retry_delay:
+                log.warning("cannot listen for new jobs (%s); polling instead", exc)
+            self._listen_retry_delay = min(
+                max(self._listen_retry_delay * 2, _LISTEN_RETRY_FIRST), _LISTEN_RETRY_MAX
+            )
+            self._listen_retry_at = time.monotonic() + self._listen_retry_delay
             return False
+        self._listen_retry_delay = 0.0
         try:
             channel = _one(listener, LISTEN_CHANNEL_QUERY)[0]
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
