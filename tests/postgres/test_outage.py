@@ -12,8 +12,10 @@ import contextlib
 import os
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,8 @@ from queuectl.domain import HeartbeatReply, JobState
 from queuectl.errors import StoreUnavailable
 from queuectl.store.postgres import PostgresStore
 from tests.conftest import PG_URL_VARIABLE
-from tests.helpers import SUCCESS, new_job, worker_info
+from tests.e2e.worker_helpers import Queue, is_running, stream_lines
+from tests.helpers import SUCCESS, CliResult, new_job, worker_info
 
 LEASE = 1.0
 # Scheduling slack on a loaded two-CPU machine.
@@ -101,21 +104,60 @@ def outage() -> Iterator[Outage]:
 
 
 @pytest.fixture
-def schema_dsn(outage: Outage) -> Iterator[str]:
-    """A fresh schema of the module's database, as a DSN."""
+def schema(outage: Outage) -> Iterator[str]:
+    """A fresh schema of the module's database."""
     from psycopg import sql
-    from psycopg.conninfo import make_conninfo
 
     schema = f"outage_{uuid.uuid4().hex[:12]}"
     outage.end()  # a failed test may have left it refusing
     outage.admin(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)), here=True)
     try:
-        yield make_conninfo(outage.dsn, options=f"-c search_path={schema}")
+        yield schema
     finally:
         outage.end()
         outage.admin(
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)), here=True
         )
+
+
+@pytest.fixture
+def schema_dsn(outage: Outage, schema: str) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(outage.dsn, options=f"-c search_path={schema}")
+
+
+class DatabaseQueue(Queue):
+    """A Queue whose every command names the database through QUEUECTL_DB."""
+
+    def __init__(self, home: Path, files: Path, db_url: str) -> None:
+        super().__init__(home, files)
+        self.db_url = db_url
+
+    def cli(  # type: ignore[override]
+        self, *args: str, env: dict[str, str | None] | None = None, **kwargs: Any
+    ) -> CliResult:
+        return super().cli(*args, env={"QUEUECTL_DB": self.db_url, **(env or {})}, **kwargs)
+
+
+@pytest.fixture
+def queue(
+    outage: Outage, schema: str, queuectl_home: Path, tmp_path: Path
+) -> Iterator[DatabaseQueue]:
+    """A queue in the fresh schema, driven through the CLI (lease 2 s, poll 0.2 s)."""
+    parts = urllib.parse.urlsplit(outage.admin_url)
+    options = urllib.parse.quote(f"-c search_path={schema}")
+    url = urllib.parse.urlunsplit(
+        parts._replace(path=f"/{outage.dbname}", query=f"options={options}")
+    )
+    queuectl_home.mkdir(mode=0o700)
+    queue = DatabaseQueue(queuectl_home, tmp_path / "files", url)
+    try:
+        queue.configure(lease_seconds=2, poll_interval=0.2, backoff_base=1)
+        yield queue
+    finally:
+        outage.end()
+        queue.cleanup()
 
 
 def _store(
@@ -193,3 +235,37 @@ def test_recovery_waits_a_lease_after_a_reconnect_so_live_workers_renew_first(
     finally:
         busy.close()
         rescuer.close()
+
+
+def test_workers_ride_out_an_outage_longer_than_a_lease_and_record_each_run_once(
+    queue: DatabaseQueue, outage: Outage
+) -> None:
+    out = queue.files / "ran"
+    pids = queue.start(2)
+    ids = [queue.enqueue(f"sleep 2; echo $QUEUECTL_JOB_ID >> {out}") for _ in range(2)]
+    for job_id in ids:
+        queue.wait_job(job_id, "processing")
+    with outage.lasting(6.0):  # three leases; the jobs end while it lasts
+        queue.wait(lambda: len(stream_lines(out)) == 2, 15, "the jobs to end")
+    for job_id in ids:
+        job = queue.wait_job(job_id, "completed", timeout=20)
+        assert job["attempts"] == 1, job
+        assert [run["exit_code"] for run in job["runs"]] == [0], job
+    assert sorted(stream_lines(out)) == sorted(ids)
+    assert all(is_running(pid) for pid in pids), queue.worker_logs()
+    assert sorted(queue.worker_pids()) == sorted(pids)
+    logs = queue.worker_logs()
+    assert "reconnected to postgresql://" in logs and "worker lost" not in logs, logs
+    assert "Traceback" not in logs
+
+
+def test_worker_stop_stops_this_hosts_workers_while_the_database_is_unreachable(
+    queue: DatabaseQueue, outage: Outage
+) -> None:
+    pids = queue.start(2)
+    outage.begin()
+    result = queue.cli("worker", "stop", "--timeout", "20", timeout=60)
+    assert "Warning: cannot connect to PostgreSQL" in result.stderr, result
+    assert "Stopped 2 worker(s)" in result.stdout, result
+    assert not any(is_running(pid) for pid in pids)
+    assert "Traceback" not in queue.worker_logs()
