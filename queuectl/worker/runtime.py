@@ -121,7 +121,8 @@ class Worker:
         # The heartbeat thread's store: set once it is open (or failed to open, see run()).
         self._heartbeat_opened = threading.Event()
         self._heartbeat_error: BaseException | None = None
-        self._registered = threading.Event()
+        # Set once the worker is registered and its scratch made: the heartbeat loop starts.
+        self._heartbeat_go = threading.Event()
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pid = os.getpid()
         self.info = WorkerInfo(
@@ -165,9 +166,8 @@ class Worker:
             self.store.register_worker(self.info)
         except BaseException:
             self.flags.stop.set()
+            self._heartbeat_go.set()  # the heartbeat thread ends
             raise
-        finally:
-            self._registered.set()  # the heartbeat loop starts (or, stopping, ends)
         self._renewed_at = time.monotonic()
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The run file and its flock first: a scratch without them is one whose worker
@@ -185,6 +185,7 @@ class Worker:
             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
             0o600,
         )
+        self._heartbeat_go.set()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
         done = 0
         # Claims per settle(): doubles while jobs end within SLOW_SECONDS, back to 1
@@ -331,7 +332,7 @@ class Worker:
             return
         finally:
             self._heartbeat_opened.set()
-        self._registered.wait()
+        self._heartbeat_go.wait()
         try:
             while not self.flags.stop.is_set():
                 config = store.config()
