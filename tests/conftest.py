@@ -162,6 +162,12 @@ def _postgres_location(request: pytest.FixtureRequest) -> Iterator[DatabaseLocat
             )
 
 
+@pytest.fixture
+def postgres_location(request: pytest.FixtureRequest) -> Iterator[DatabaseLocation]:
+    """A fresh schema on the PostgreSQL test server (skipped without QUEUECTL_TEST_PG_URL)."""
+    yield from _postgres_location(request)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Every backend: "sqlite" always, "postgresql" when QUEUECTL_TEST_PG_URL is set."""

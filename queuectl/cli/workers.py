@@ -13,7 +13,7 @@ from typing import Any
 
 from queuectl.cli.context import open_cli_store
 from queuectl.domain import WorkerInfo
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, StoreUnavailable
 from queuectl.escape import escape_lines, escape_text
 from queuectl.paths import ensure_private_dir, queuectl_home, resolve_database
 from queuectl.store import open_store
@@ -29,9 +29,17 @@ def start(args: argparse.Namespace) -> int:
     if args.foreground:
         store.close()
         return launcher.run_foreground(location, args.count)
-    pids = launcher.start_background(store, location, args.count)
-    print(f"Started {len(pids)} worker(s) in the background with PIDs: {pids}")
-    return 0
+    report = launcher.start_background(store, location, args.count)
+    if report.pids:
+        print(f"Started {len(report.pids)} worker(s) in the background with PIDs: {report.pids}")
+    if not report.failed:
+        return 0
+    lines = [f"Error: {len(report.failed)} of {args.count} worker(s) failed to start:"]
+    for failure in report.failed:
+        lines.append(f"  worker {failure.worker_id} (pid {failure.pid}) {failure.reason}; log:")
+        lines.extend(f"    {line}" for line in escape_lines(failure.log_tail).splitlines())
+    sys.stderr.write("\n".join(lines) + "\n")
+    return 1
 
 
 def stop(args: argparse.Namespace) -> int:
@@ -39,17 +47,29 @@ def stop(args: argparse.Namespace) -> int:
 
     if args.no_wait and args.timeout is not None:
         raise InvalidInput("--no-wait and --timeout exclude each other")
-    store = open_cli_store(args)
-    registered = store.list_workers()
-    local = launcher.local_live_workers(registered)
-    remote = []
-    if args.all_hosts:
+    location = resolve_database(args.db)
+    store: Store | None = None
+    try:
+        store = open_cli_store(args)
+    except StoreUnavailable as exc:
+        if args.all_hosts:
+            raise  # other hosts' workers are reached only through the database
+        # This host's workers are found by their scratch directories; signals stop them.
+        sys.stderr.write(
+            f"Warning: {escape_text(str(exc))}; stopping this host's workers without it\n"
+        )
+    registered = store.list_workers() if store is not None else []
+    database = store.description if store is not None else location.url
+    local = launcher.local_live_workers(registered, scratch_root(), database)
+    remote: list[WorkerInfo] = []
+    if args.all_hosts and store is not None:
         lease = store.config().lease_seconds
         now = store.now()
+        local_ids = {w.id for w in local}
         remote = [
             w
             for w in registered
-            if w not in local and (now - w.heartbeat_at).total_seconds() < lease
+            if w.id not in local_ids and (now - w.heartbeat_at).total_seconds() < lease
         ]
     if not local and not remote:
         print("No workers running.")
@@ -57,8 +77,9 @@ def stop(args: argparse.Namespace) -> int:
     # Run from inside a job (`queuectl worker stop` as a job's command): the worker
     # running it waits for the job, so waiting for that worker would never end.
     own = [w for w in local if w.pid in procinfo.ancestors(os.getpid())]
-    # The flag in the store reaches every host's workers through their heartbeat.
-    store.request_stop([w.id for w in local + remote])
+    if store is not None:
+        # The flag in the store reaches every host's workers through their heartbeat.
+        store.request_stop([w.id for w in local] + [w.id for w in remote])
     # A worker already stopping is not signalled again: a second stop signal would
     # interrupt the job it is finishing. Only --force does that.
     to_signal = local if args.force else [w for w in local if not w.stopping]
@@ -81,7 +102,7 @@ def stop(args: argparse.Namespace) -> int:
     awaited = [w for w in stopping if w not in own]
     try:
         still_local = launcher.wait_for_exit(awaited, args.timeout)
-        still_remote = _wait_remote(store, remote, args.timeout)
+        still_remote = _wait_remote(store, remote, args.timeout) if store is not None else []
     except KeyboardInterrupt:
         print("Stopped waiting; the workers are still stopping.", file=sys.stderr)
         return 130
@@ -139,6 +160,11 @@ def configure_logging(worker_id: str, log_file: str | None, max_bytes: int = LOG
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
+def scratch_root() -> Path:
+    """QUEUECTL_HOME/run: each worker's scratch directory is in it."""
+    return Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "run")))
+
+
 def run_one(args: argparse.Namespace) -> int:
     """One worker process, in the foreground of whoever started it."""
     from queuectl.worker.launcher import new_worker_id
@@ -147,8 +173,16 @@ def run_one(args: argparse.Namespace) -> int:
     worker_id = args.id or new_worker_id()
     configure_logging(worker_id, args.log_file)
     location = resolve_database(args.db)
-    scratch = Path(ensure_private_dir(os.path.join(ensure_private_dir(queuectl_home()), "run")))
-    worker = Worker(lambda: open_store(location, durable=False), worker_id, scratch)
+    scratch = scratch_root()
+    worker: Worker | None = None
+
+    def stopping() -> bool:
+        return worker is not None and worker.flags.stop.is_set()
+
+    # A worker waits out a database outage of any length, unless it is asked to stop.
+    worker = Worker(
+        lambda: open_store(location, durable=False, reconnect_until=stopping), worker_id, scratch
+    )
     worker.install_signal_handlers()
     worker.run(burst=args.burst)
     return 0

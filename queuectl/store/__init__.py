@@ -7,16 +7,26 @@ from queuectl.paths import DatabaseLocation, resolve_database
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:  # the Protocol class is costly to build at start-up
+    from collections.abc import Callable
+
     from queuectl.store.base import Producer, Store
 
 __all__ = ["Producer", "Store", "open_producer", "open_store"]
 
 
-def open_store(location: DatabaseLocation | None = None, *, durable: bool = True) -> Store:
+def open_store(
+    location: DatabaseLocation | None = None,
+    *,
+    durable: bool = True,
+    reconnect_until: Callable[[], bool] | None = None,
+) -> Store:
     """Open (creating or migrating as needed) the store at `location`.
 
     `durable=False` lets a worker's own bookkeeping skip the fsync per commit:
     a power loss can then at worst re-run a job. Enqueues always sync.
+    `reconnect_until` (a worker's stop flag) makes a PostgreSQL store wait out an
+    outage of any length, until it returns True; without it an operation fails
+    after a minute without a connection.
     """
     location = location or resolve_database()
     if location.kind == "postgresql":
@@ -30,7 +40,14 @@ def open_store(location: DatabaseLocation | None = None, *, durable: bool = True
                 "installed: pip install 'queuectl[postgres]'"
             ) from None
         assert location.dsn is not None
-        return PostgresStore(location.dsn, display_url=location.url)
+        if reconnect_until is None:
+            return PostgresStore(location.dsn, display_url=location.url)
+        return PostgresStore(
+            location.dsn,
+            display_url=location.url,
+            give_up_after=None,
+            stop_waiting=reconnect_until,
+        )
     from queuectl.store.sqlite import SqliteStore
 
     assert location.path is not None

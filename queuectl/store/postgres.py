@@ -44,7 +44,13 @@ from queuectl.settings import Config
 from queuectl.spec import NewJob
 from queuectl.store import postgres_queries as q
 from queuectl.store.base import LostRunFate
-from queuectl.store.postgres_connection import Applied, Connection, Link, connect
+from queuectl.store.postgres_connection import (
+    RECONNECT_GIVE_UP,
+    Applied,
+    Connection,
+    Link,
+    connect,
+)
 from queuectl.store.postgres_insights import PostgresInsights
 from queuectl.store.postgres_maintenance import PostgresMaintenance
 from queuectl.store.postgres_schema import LISTEN_CHANNEL_QUERY, migrate
@@ -64,6 +70,10 @@ _ENQUEUE_CHUNK = 5000
 # QUEUECTL_PG_LISTEN=0: idle workers poll every poll_interval instead of LISTENing (to
 # measure what NOTIFY buys, or where LISTEN is unwelcome). See docs/DECISIONS.md.
 LISTEN_VARIABLE = "QUEUECTL_PG_LISTEN"
+# After the listening connection failed to open, the next try waits this long, doubling
+# up to the cap: a server out of connections is not asked again at every idle wait.
+_LISTEN_RETRY_FIRST = 1.0
+_LISTEN_RETRY_MAX = 60.0
 
 
 class PostgresStore(PostgresInsights, PostgresMaintenance):
@@ -78,7 +88,16 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
     # jobs are recovered from any host, where its notes of what it started are unseen.
     max_claim_batch = 1
 
-    def __init__(self, dsn: str, *, display_url: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        display_url: str,
+        give_up_after: float | None = RECONNECT_GIVE_UP,
+        stop_waiting: Callable[[], bool] | None = None,
+    ) -> None:
+        """`give_up_after` and `stop_waiting`: how long an operation waits for a lost
+        connection to come back (see postgres_connection.Link)."""
         self.description = display_url
         self._dsn = dsn
         self._url = display_url
@@ -87,7 +106,9 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         self._compacted_at = time.monotonic()
         self._listener: Connection | None = None
         self._use_listen = os.environ.get(LISTEN_VARIABLE, "1").strip() != "0"
-        self._link = Link(dsn, display_url)
+        self._listen_retry_at = 0.0  # time.monotonic()
+        self._listen_retry_delay = 0.0
+        self._link = Link(dsn, display_url, give_up_after=give_up_after, stop_waiting=stop_waiting)
         try:
             self._link.run(lambda conn: migrate(conn, display_url))
         except BaseException:
@@ -256,7 +277,12 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         deadline = time.monotonic() + timeout
         if should_stop():
             return
-        if self._listener is None and self._use_listen and self._listen():
+        if (
+            self._listener is None
+            and self._use_listen
+            and time.monotonic() >= self._listen_retry_at
+            and self._listen()
+        ):
             return
         while not should_stop():
             remaining = deadline - time.monotonic()
@@ -293,8 +319,14 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         try:
             listener = connect(self._dsn, self._url)
         except StoreUnavailable as exc:
-            log.warning("cannot listen for new jobs (%s); polling instead", exc)
+            if not self._listen_retry_delay:
+                log.warning("cannot listen for new jobs (%s); polling instead", exc)
+            self._listen_retry_delay = min(
+                max(self._listen_retry_delay * 2, _LISTEN_RETRY_FIRST), _LISTEN_RETRY_MAX
+            )
+            self._listen_retry_at = time.monotonic() + self._listen_retry_delay
             return False
+        self._listen_retry_delay = 0.0
         try:
             channel = _one(listener, LISTEN_CHANNEL_QUERY)[0]
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
@@ -436,10 +468,16 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         lost = Outcome(OutcomeKind.WORKER_LOST, error="worker lost")
 
         def recover(conn: Connection) -> list[RecoveredJob]:
+            since_reconnect = self._link.since_reconnect()
+            if since_reconnect is not None and since_reconnect < lease_seconds:
+                # After an outage every lease looks expired: the live workers get one
+                # lease to renew theirs before anything is taken from them.
+                return []
             if not _one(conn, q.ANY_EXPIRED, lease)[0]:
                 return []
             recovered: list[RecoveredJob] = []
             with self._link.transaction(conn):
+                conn.execute(q.CLAMP_HEARTBEATS_AHEAD, lease)
                 rows = conn.execute(q.LOCK_EXPIRED, lease).fetchall()
                 for row in rows:
                     job_id, worker_id, runs_total, attempts, max_retries, started = row[:6]

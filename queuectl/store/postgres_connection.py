@@ -30,8 +30,13 @@ Connection = psycopg.Connection[Any]
 
 RECONNECT_FIRST_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
-# After this long without a working connection an operation fails with StoreUnavailable.
+# After this long without a working connection a command's operation fails with
+# StoreUnavailable. Workers keep trying for as long as the outage lasts (give_up_after None).
 RECONNECT_GIVE_UP = 60.0
+# During a long outage, one log line this often says the link is still trying.
+OUTAGE_REPORT_INTERVAL = 60.0
+# How often a wait between reconnect attempts checks whether to stop waiting.
+_STOP_CHECK_INTERVAL = 0.25
 
 # Used unless the URL says otherwise. Keepalives and tcp_user_timeout turn a server that
 # vanished (host down, network cut) into an error within ~30 s instead of a hang of minutes.
@@ -133,15 +138,36 @@ class Link:
     a failure inside an explicit transaction before COMMIT was sent rolled it back;
     otherwise (autocommit statement, or COMMIT in flight) the operation's `resolve`
     first asks the database whether the write committed.
+
+    After `give_up_after` seconds without a connection, `run` fails; with None it
+    keeps trying, every RECONNECT_MAX_DELAY at most, until `stop_waiting()` is true
+    (a worker asked to stop must not wait for the database to come back).
     """
 
-    def __init__(self, dsn: str, url: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        url: str,
+        *,
+        give_up_after: float | None = RECONNECT_GIVE_UP,
+        stop_waiting: Callable[[], bool] | None = None,
+    ) -> None:
         self._dsn = dsn
         self._url = url
+        self._give_up_after = give_up_after
+        self._stop_waiting = stop_waiting or (lambda: False)
         self._conn: Connection | None = connect(dsn, url)
+        # When the connection last came back after a loss (time.monotonic()); None: never lost.
+        self._reconnected_at: float | None = None
         # None: no explicit transaction yet in this attempt; False: in one, COMMIT not
         # sent; True: COMMIT sent (its outcome unknown if the connection drops now).
         self._commit_sent: bool | None = None
+
+    def since_reconnect(self) -> float | None:
+        """Seconds since the connection came back after its last loss; None if never lost."""
+        if self._reconnected_at is None:
+            return None
+        return time.monotonic() - self._reconnected_at
 
     def close(self) -> None:
         if self._conn is not None:
@@ -202,19 +228,42 @@ class Link:
 
     def _reconnect(self, lost_since: float) -> Connection:
         delay = RECONNECT_FIRST_DELAY
+        reported_at = lost_since
         while True:
             try:
                 self._conn = connect(self._dsn, self._url)
             except StoreUnavailable as exc:
-                waited = time.monotonic() - lost_since
-                if waited + delay > RECONNECT_GIVE_UP:
+                moment = time.monotonic()
+                waited = moment - lost_since
+                if self._stop_waiting():
+                    raise StoreUnavailable(
+                        f"lost the connection to {self._url}; stopped reconnecting after "
+                        f"{waited:.0f}s to stop: {exc}"
+                    ) from None
+                if self._give_up_after is not None and waited + delay > self._give_up_after:
                     raise StoreUnavailable(
                         f"lost the connection to {self._url} and could not reconnect "
                         f"for {waited:.0f}s: {exc}"
                     ) from None
-                log.debug("reconnecting to %s failed: %s; next try in %.1fs", self._url, exc, delay)
-                time.sleep(delay)
+                if moment - reported_at >= OUTAGE_REPORT_INTERVAL:
+                    reported_at = moment
+                    log.warning("still no connection to %s after %.0fs: %s", self._url, waited, exc)
+                else:
+                    log.debug(
+                        "reconnecting to %s failed: %s; next try in %.1fs", self._url, exc, delay
+                    )
+                self._pause(delay)
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
                 continue
-            log.info("reconnected to %s after %.1fs", self._url, time.monotonic() - lost_since)
+            self._reconnected_at = time.monotonic()
+            log.info("reconnected to %s after %.1fs", self._url, self._reconnected_at - lost_since)
             return self._conn
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between attempts, cut short when it is time to stop waiting."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_waiting():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, _STOP_CHECK_INTERVAL))

@@ -180,9 +180,21 @@ SELECT j.id, j.worker_id, j.runs_total, j.attempts, j.max_retries, j.started_at,
 FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
 WHERE j.state = 'processing' AND (w.id IS NULL OR w.heartbeat_at < {_LEASE_CUTOFF})
 """
+# A heartbeat more than a lease ahead means the server's clock was stepped back: it counts
+# as written now, or a worker that died just before the step would keep its job until the
+# clock caught up (hours, maybe). A live worker renews it anyway.
+_LEASE_AHEAD = "now() + %(lease)s::float8 * interval '1 second'"
 # A read first: rows are locked only when there is something to take back.
 ANY_EXPIRED = f"""
-SELECT EXISTS (SELECT 1 FROM workers WHERE heartbeat_at < {_LEASE_CUTOFF}) OR EXISTS ({_EXPIRED})
+SELECT EXISTS (SELECT 1 FROM workers
+               WHERE heartbeat_at < {_LEASE_CUTOFF} OR heartbeat_at > {_LEASE_AHEAD})
+       OR EXISTS ({_EXPIRED})
+"""
+# SKIP LOCKED, as DELETE_STALE_WORKERS below: no deadlock between two recoverers.
+CLAMP_HEARTBEATS_AHEAD = f"""
+UPDATE workers SET heartbeat_at = now() WHERE id IN (
+    SELECT id FROM workers WHERE heartbeat_at > {_LEASE_AHEAD} FOR UPDATE SKIP LOCKED
+)
 """
 # SKIP LOCKED: a job another recoverer (or its finishing worker) holds is theirs.
 LOCK_EXPIRED = f"{_EXPIRED} FOR UPDATE OF j SKIP LOCKED"

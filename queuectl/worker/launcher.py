@@ -19,13 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queuectl.domain import WorkerInfo
-from queuectl.errors import OperationFailed
 from queuectl.paths import DatabaseLocation, ensure_private_dir, queuectl_home
 from queuectl.store.base import Store
 from queuectl.worker import procinfo
-from queuectl.worker.runtime import FORCE_SIGNAL, STOP_SIGNALS, host_name
+from queuectl.worker.runtime import (
+    DATABASE_FILE,
+    FORCE_SIGNAL,
+    STOP_SIGNALS,
+    host_name,
+)
+from queuectl.worker.watchdog import RUN_FILE
 
 REGISTRATION_TIMEOUT = 20.0
+# A worker still alive and registered this long after it registered has started: what
+# kills a worker at start-up (no scratch space, no heartbeat) does so within milliseconds.
+SETTLE_SECONDS = 0.5
 LOG_RETENTION_SECONDS = 7 * 86_400
 # A foreground worker that dies sooner than this after starting is restarted with backoff.
 _QUICK_DEATH_SECONDS = 10.0
@@ -62,8 +70,24 @@ def _worker_environment(location: DatabaseLocation) -> dict[str, str]:
     return env
 
 
-def start_background(store: Store, location: DatabaseLocation, count: int) -> list[int]:
-    """Start `count` detached workers; return their pids once all are registered."""
+@dataclass(frozen=True)
+class FailedStart:
+    """A worker that `worker start` launched and that did not start."""
+
+    worker_id: str
+    pid: int
+    reason: str
+    log_tail: str
+
+
+@dataclass(frozen=True)
+class StartReport:
+    pids: list[int]  # the workers that started
+    failed: list[FailedStart]
+
+
+def start_background(store: Store, location: DatabaseLocation, count: int) -> StartReport:
+    """Start `count` detached workers; report which started, once each has settled."""
     logs = log_directory()
     remove_old_logs(logs)
     started: dict[str, subprocess.Popen[bytes]] = {}
@@ -86,30 +110,57 @@ def start_background(store: Store, location: DatabaseLocation, count: int) -> li
             )
         finally:
             os.close(fd)
-    _await_registration(store, started, logs)
-    return [process.pid for process in started.values()]
+    failed = _await_registration(store, started, logs)
+    gone = {failure.worker_id for failure in failed}
+    pids = [process.pid for worker_id, process in started.items() if worker_id not in gone]
+    return StartReport(pids, failed)
 
 
 def _await_registration(
     store: Store, started: dict[str, subprocess.Popen[bytes]], logs: Path
-) -> None:
+) -> list[FailedStart]:
+    """Wait until every worker registered or exited; then check, SETTLE_SECONDS later,
+    that the registered ones are still alive and registered. Returns those that failed."""
     deadline = time.monotonic() + REGISTRATION_TIMEOUT
-    waiting = set(started)
-    while waiting:
+    failed: dict[str, str] = {}
+    registered_at: dict[str, float] = {}
+
+    def exited(worker_id: str) -> bool:
+        code = started[worker_id].poll()
+        if code is None:
+            return False
+        when = "after registering" if worker_id in registered_at else "at start-up"
+        failed[worker_id] = f"exited {when} with code {code}"
+        return True
+
+    while True:
+        now = time.monotonic()
+        pending = [w for w in started if w not in failed]
+        unsettled = [w for w in pending if now - registered_at.get(w, now) < SETTLE_SECONDS]
+        if not unsettled:
+            break
+        if now > deadline:
+            for worker_id in unsettled:
+                if worker_id not in registered_at and not exited(worker_id):
+                    # Unregistered, it is invisible to `status` and `worker stop`: end it.
+                    started[worker_id].terminate()
+                    failed[worker_id] = (
+                        f"did not register within {REGISTRATION_TIMEOUT:.0f}s; stopped it"
+                    )
+            break
         registered = {worker.id for worker in store.list_workers()}
-        waiting -= registered
-        for worker_id in list(waiting):
-            if started[worker_id].poll() is not None:
-                tail = _tail(logs / f"worker-{worker_id}.log")
-                raise OperationFailed(f"worker {worker_id} exited at start-up:\n{tail}")
-        if not waiting:
-            return
-        if time.monotonic() > deadline:
-            raise OperationFailed(
-                f"workers {', '.join(sorted(waiting))} did not register within "
-                f"{REGISTRATION_TIMEOUT:.0f}s; see {logs}"
-            )
+        for worker_id in unsettled:
+            if exited(worker_id):
+                continue
+            if worker_id in registered:
+                registered_at.setdefault(worker_id, now)
+            elif worker_id in registered_at:
+                failed[worker_id] = "lost its registration right after registering"
         time.sleep(0.02)
+    return [
+        FailedStart(w, started[w].pid, reason, _tail(logs / f"worker-{w}.log"))
+        for w, reason in failed.items()
+    ]
 
 
 def _tail(path: Path, lines: int = 10) -> str:
@@ -198,18 +249,62 @@ def _signal_all(slots: Sequence[_Slot], signum: int) -> None:
 
 
 # --- stop --------------------------------------------------------------------------------
-def local_live_workers(workers: Sequence[WorkerInfo]) -> list[WorkerInfo]:
-    """Workers of this host whose process is still the one that registered."""
+@dataclass(frozen=True)
+class LocalWorker:
+    """A worker process of this host: a pid and its start time (pid reuse)."""
+
+    id: str
+    pid: int
+    pid_start_time: int
+    # Already asked to stop, as the store says (unknown without it: False).
+    stopping: bool = False
+
+
+def local_live_workers(
+    workers: Sequence[WorkerInfo], scratch_root: Path, database: str
+) -> list[LocalWorker]:
+    """This host's live workers of `database`: the registered ones whose process is still
+    the one that registered, and those found by their scratch directory (see
+    scratch_workers), which finds them when the database cannot be reached or their
+    registration was lost."""
     host = host_name()
-    return [w for w in workers if w.host == host and procinfo.is_alive(w.pid, w.pid_start_time)]
+    found = {
+        w.id: LocalWorker(w.id, w.pid, w.pid_start_time, w.stopping)
+        for w in workers
+        if w.host == host and procinfo.is_alive(w.pid, w.pid_start_time)
+    }
+    for worker in scratch_workers(scratch_root, database):
+        found.setdefault(worker.id, worker)
+    return list(found.values())
 
 
-def signal_workers(workers: Sequence[WorkerInfo], force: bool) -> list[WorkerInfo]:
+def scratch_workers(scratch_root: Path, database: str) -> list[LocalWorker]:
+    """Live workers of `database` found without the database: each holds an flock on the
+    run file of its scratch directory for life and names its database there."""
+    found = []
+    try:
+        entries = list(os.scandir(scratch_root))
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            if Path(entry.path, DATABASE_FILE).read_text() != database:
+                continue
+        except OSError:
+            continue
+        pid = procinfo.flock_holder(Path(entry.path, RUN_FILE))
+        started = procinfo.start_time(pid) if pid is not None else None
+        if pid is not None and started is not None:
+            found.append(LocalWorker(entry.name, pid, started))
+    return found
+
+
+def signal_workers(workers: Sequence[LocalWorker], force: bool) -> list[LocalWorker]:
     signum = FORCE_SIGNAL if force else signal.SIGTERM
     return [w for w in workers if procinfo.signal_process(w.pid, w.pid_start_time, signum)]
 
 
-def wait_for_exit(workers: Sequence[WorkerInfo], timeout: float | None) -> list[WorkerInfo]:
+def wait_for_exit(workers: Sequence[LocalWorker], timeout: float | None) -> list[LocalWorker]:
     """Wait until the processes are gone; return those still running at the timeout."""
     deadline = None if timeout is None else time.monotonic() + timeout
     remaining = list(workers)

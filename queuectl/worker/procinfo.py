@@ -37,6 +37,23 @@ def ancestors(pid: int) -> set[int]:
     return found
 
 
+def flock_holder(path: str | os.PathLike[str]) -> int | None:
+    """The pid of the process holding an flock on the file at `path`, from /proc/locks."""
+    try:
+        info = os.stat(path)
+        with open("/proc/locks") as handle:
+            table = handle.read()
+    except OSError:
+        return None
+    # "1: FLOCK  ADVISORY  WRITE PID MAJOR:MINOR:INODE 0 EOF"; "1: -> FLOCK ..." waits for it.
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return int(fields[4])
+    return None
+
+
 def _state(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:

@@ -130,6 +130,11 @@ class Worker:
         self._stop_published = False
         # Dead workers' scratch directories whose leftover processes were ended.
         self._leftovers_ended: set[str] = set()
+        # The heartbeat thread's store: set once it is open (or failed to open, see run()).
+        self._heartbeat_opened = threading.Event()
+        self._heartbeat_error: BaseException | None = None
+        # Set once the worker is registered and its scratch made: the heartbeat loop starts.
+        self._heartbeat_go = threading.Event()
         self._wakeup_read, self._wakeup_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         pid = os.getpid()
         self.info = WorkerInfo(
@@ -159,9 +164,23 @@ class Worker:
     # --- main loop -----------------------------------------------------------------
     def run(self, *, burst: bool = False) -> int:
         """Work until stopped (or, with burst, until nothing is runnable). Returns jobs run."""
+        # The heartbeat's own connection first, opened in its thread (a store stays in the
+        # thread that opened it): a worker that cannot have it (a PostgreSQL server at its
+        # connection limit) fails here, unregistered, rather than run jobs with no lease.
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        self._heartbeat_opened.wait()
+        if self._heartbeat_error is not None:
+            raise self._heartbeat_error
         # Registered before anything is created: a worker that cannot even register
         # (full disk, read-only or corrupt database) leaves no scratch files behind.
-        self.store.register_worker(self.info)
+        try:
+            self.store.register_worker(self.info)
+        except BaseException:
+            self.flags.stop.set()
+            self.flags.exiting.set()
+            self._heartbeat_go.set()  # the heartbeat thread ends
+            raise
         self._renewed_at = time.monotonic()
         self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The run file and its flock first: a scratch without them is one whose worker
@@ -189,8 +208,7 @@ class Worker:
             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
             0o600,
         )
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        heartbeat.start()
+        self._heartbeat_go.set()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
         done = 0
         # Claims per settle(): doubles while jobs end within SLOW_SECONDS, back to 1
@@ -349,13 +367,21 @@ class Worker:
 
     # --- heartbeat thread --------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
-        store = self._open_store()
+        try:
+            store = self._open_store()
+        except BaseException as exc:
+            self._heartbeat_error = exc  # run() raises it
+            return
+        finally:
+            self._heartbeat_opened.set()
+        self._heartbeat_go.wait()
         failing_since: float | None = None
         logged_at = 0.0
+        config: Config | None = None
         try:
             while not self.flags.exiting.is_set():
-                config = store.config()
                 try:
+                    config = store.config()
                     self._beat(store, config)
                     if failing_since is not None:
                         log.info("the database works again")
@@ -372,7 +398,9 @@ class Worker:
                         failing_since = now
                         self.flags.request_stop()
                         self._wake_main_thread()
-                interval = min(config.lease_seconds / 3, config.poll_interval)
+                interval = (
+                    1.0 if config is None else min(config.lease_seconds / 3, config.poll_interval)
+                )
                 self.flags.exiting.wait(min(max(0.05, interval), _MAX_HEARTBEAT_INTERVAL))
         except Exception:
             log.exception("heartbeat thread failed; stopping the worker")

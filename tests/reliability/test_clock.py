@@ -17,8 +17,9 @@ show it. What is covered:
   at 09:00 by the clock): a forward jump makes waiting jobs due early; a backward jump
   of D delays them by D, jobs due "now" included. This is documented, not prevented.
 
-Not covered: PostgreSQL (it takes times from the database server's clock, which can
-jump too); a jump on one host but not another (SQLite is one host).
+PostgreSQL takes its times from the database server's clock, which can jump too: its
+backward-jump case is tests/postgres/test_clock_step.py. Not covered: a jump on one
+host but not another (SQLite is one host).
 """
 
 from __future__ import annotations
