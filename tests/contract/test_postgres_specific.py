@@ -378,9 +378,16 @@ def proxy(location: DatabaseLocation) -> Iterator[FlakyProxy]:
 
 
 def through(
-    proxy: FlakyProxy, location: DatabaseLocation, stores: list[PostgresStore]
+    proxy: FlakyProxy,
+    location: DatabaseLocation,
+    stores: list[PostgresStore],
+    give_up_after: float | None = postgres_connection.RECONNECT_GIVE_UP,
 ) -> PostgresStore:
-    store = PostgresStore(url_with_password(location, proxy.port), display_url=location.url)
+    store = PostgresStore(
+        url_with_password(location, proxy.port),
+        display_url=location.url,
+        give_up_after=give_up_after,
+    )
     stores.append(store)
     return store
 
@@ -451,11 +458,9 @@ def test_a_long_outage_ends_in_store_unavailable(
     location: DatabaseLocation,
     stores: list[PostgresStore],
     proxy: FlakyProxy,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(postgres_connection, "RECONNECT_GIVE_UP", 1.0)
-    store = through(proxy, location, stores)
+    store = through(proxy, location, stores, give_up_after=1.0)
     proxy.refusing = True
     proxy.cut_all()
     started = time.monotonic()
