@@ -120,23 +120,37 @@ def _await_registration(
     store: Store, started: dict[str, subprocess.Popen[bytes]], logs: Path
 ) -> list[FailedStart]:
     """Wait until every worker registered or exited; then check, SETTLE_SECONDS later,
-    that the registered ones are still alive and registered. Returns those that failed."""
+    that the registered ones are still alive and registered. Returns those that failed.
+
+    A worker that registered and then exited with status 0 did start: it was stopped
+    at once (`worker stop`, or a job of its own that ran `worker stop`)."""
     deadline = time.monotonic() + REGISTRATION_TIMEOUT
     failed: dict[str, str] = {}
     registered_at: dict[str, float] = {}
+    # Registered, then gone from the registry while still running: exiting, or lost.
+    vanished_at: dict[str, float] = {}
+    stopped: set[str] = set()
 
     def exited(worker_id: str) -> bool:
         code = started[worker_id].poll()
         if code is None:
             return False
+        if code == 0 and worker_id in registered_at:
+            stopped.add(worker_id)
+            return True
         when = "after registering" if worker_id in registered_at else "at start-up"
         failed[worker_id] = f"exited {when} with code {code}"
         return True
 
+    def settled(worker_id: str, now: float) -> bool:
+        if worker_id in vanished_at:
+            return False
+        return now - registered_at.get(worker_id, now) >= SETTLE_SECONDS
+
     while True:
         now = time.monotonic()
-        pending = [w for w in started if w not in failed]
-        unsettled = [w for w in pending if now - registered_at.get(w, now) < SETTLE_SECONDS]
+        pending = [w for w in started if w not in failed and w not in stopped]
+        unsettled = [w for w in pending if not settled(w, now)]
         if not unsettled:
             break
         if now > deadline:
@@ -154,7 +168,11 @@ def _await_registration(
                 continue
             if worker_id in registered:
                 registered_at.setdefault(worker_id, now)
-            elif worker_id in registered_at:
+                vanished_at.pop(worker_id, None)
+            elif (
+                worker_id in registered_at
+                and now - vanished_at.setdefault(worker_id, now) >= SETTLE_SECONDS
+            ):
                 failed[worker_id] = "lost its registration right after registering"
         time.sleep(0.02)
     return [

@@ -38,20 +38,28 @@ def start(scratch: str) -> int:
 
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        subprocess.Popen(
-            [sys.executable, "-m", "queuectl.worker.watchdog", str(read_end), scratch],
+        # Started through a shell that exits at once, so that the watchdog is not the
+        # worker's child: the worker has no process of its own between jobs (nothing
+        # for it to reap, nothing a look at its children mistakes for a job's).
+        launcher = subprocess.Popen(
+            ["/bin/sh", "-c", _DETACH, sys.executable, str(read_end), scratch],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             pass_fds=(read_end,),
             # Its own session: a signal to the worker's process group does not reach it.
             start_new_session=True,
         )
+        launcher.wait()
     except BaseException:
         os.close(write_end)
         raise
     finally:
         os.close(read_end)
     return write_end
+
+
+# $0 is the Python interpreter; "$@" the pipe's read end and the scratch directory.
+_DETACH = 'exec "$0" -m queuectl.worker.watchdog "$@" </dev/null >/dev/null &'
 
 
 def end_leftover_run(scratch: str) -> bool:

@@ -45,6 +45,8 @@ MAX_RETRIES = 5
 # A job killed through its `sleep` never appends: `&&` skips the echo.
 COMMAND = 'sleep 0.05 && echo "$QUEUECTL_JOB_ID $QUEUECTL_ATTEMPT" >> {out}'
 LOST = "worker lost"
+# `worker start` checks that a worker is still up this long after it registered.
+SETTLED_SECONDS = 1.0
 KILLED_SLEEP = "exited with code 137"
 
 
@@ -75,9 +77,15 @@ def test_chaos_nothing_lost_nothing_stuck_duplicates_only_after_lost_workers(
         next_tick = time.monotonic()
         while time.monotonic() - began < CHAOS_SECONDS and not _finished(store):
             next_tick += KILL_EVERY
-            # Only registered workers are killed: one killed before it registers would make
-            # its `worker start` fail, which is not what this test is about.
-            registered = {w.pid for w in store.list_workers()}
+            # Only workers registered a while ago are killed: one killed before its
+            # `worker start` saw it settle would make that fail, which is not what this
+            # test is about.
+            now = store.now()
+            registered = {
+                w.pid
+                for w in store.list_workers()
+                if (now - w.started_at).total_seconds() > SETTLED_SECONDS
+            }
             live = [pid for pid in worker_processes(queue.home) if pid in registered]
             if live:
                 victim = rng.choice(live)
@@ -226,6 +234,10 @@ import os, signal, sys
 def die(pid):  # the worker's pidfd_open: the job is already running
     os.kill(os.getpid(), signal.SIGKILL)
 os.pidfd_open = die
+# No watchdog (as if it had been killed too), or it would end the run before the
+# recoverer could show that it finds it.
+import queuectl.worker.watchdog
+queuectl.worker.watchdog.start = lambda scratch: os.pipe()[1]
 from queuectl.cli.main import main
 sys.exit(main(["worker", "run"]))
 """
