@@ -70,6 +70,9 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MAX_HEARTBEAT_INTERVAL = 60.0
 # A scratch directory with no run file this long after it was made is a dead worker's.
 _HALF_MADE_SCRATCH_SECONDS = 10.0
+# A dead worker's scratch of another database this old is removed by any worker (as
+# worker logs are): no recovery waits a week to read it.
+_ABANDONED_SCRATCH_SECONDS = 7 * 86_400.0
 # While the database fails, the heartbeat thread says so at most this often.
 _FAILURE_LOG_SECONDS = 60.0
 
@@ -483,17 +486,21 @@ class Worker:
                 continue  # alive
             finally:
                 os.close(fd)
-            try:
-                if Path(entry.path, DATABASE_FILE).read_text() != store.description:
-                    continue
-            except OSError:
-                continue
             if entry.name not in self._leftovers_ended:
                 # Its watchdog normally did this as it died; whoever recovers its job (a
                 # worker on another host, maybe), no run of it outlives it on this host.
                 self._leftovers_ended.add(entry.name)
                 if watchdog.end_leftover_run(entry.path):
                     log.warning("ended the leftover processes of dead worker %s", entry.name)
+            try:
+                if Path(entry.path, DATABASE_FILE).read_text() != store.description:
+                    # Another database's (or one named before addresses were redacted as
+                    # they are now): its own workers sweep it; after a week, anyone.
+                    if _older_than(entry.path, _ABANDONED_SCRATCH_SECONDS):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    continue
+            except OSError:
+                continue
             if registered is None:
                 registered = {worker.id for worker in store.list_workers()}
             if entry.name not in registered:

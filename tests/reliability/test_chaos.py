@@ -277,3 +277,21 @@ def test_the_scratch_directory_of_a_killed_idle_worker_is_removed(queue: Queue) 
         15,
         "the killed worker's scratch directory to be removed",
     )
+
+
+def test_a_week_old_scratch_of_another_database_is_removed(queue: Queue) -> None:
+    """Dead workers' scratch of another database (or of one whose address was written
+    before passwords were redacted as they are now) is its own workers' to sweep, but
+    not forever: after a week any worker removes it."""
+    run = queue.home / "run"
+    run.mkdir(mode=0o700)
+    for name, age_days in (("w-0000aaaa", 8), ("w-0000bbbb", 1)):
+        scratch = run / name
+        scratch.mkdir(mode=0o700)
+        (scratch / "current-run").write_text("")
+        (scratch / "database").write_text("postgresql://u:secret@elsewhere/db")
+        when = time.time() - age_days * 86_400
+        os.utime(scratch, (when, when))
+    queue.start(1)
+    queue.wait(lambda: not (run / "w-0000aaaa").exists(), 10, "the week-old scratch to go")
+    assert (run / "w-0000bbbb").exists(), "a day-old scratch of another database was removed"
