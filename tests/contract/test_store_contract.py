@@ -1,4 +1,4 @@
-"""The store contract (DESIGN.md sections 2-4), written against the `store` fixture only.
+"""The store contract (docs/ARCHITECTURE.md), written against the `store` fixture only.
 
 Every backend runs this file unchanged: no SQL, no backend imports, no injected clock.
 Time-dependent behaviour uses short real leases and delays with `wait_until`.

@@ -1,4 +1,4 @@
-"""The retry decision (DESIGN.md section 2): delay min(base^n, backoff_max), dead after
+"""The retry decision (docs/ARCHITECTURE.md, section 3): delay min(base^n, backoff_max), dead after
 max(max_retries, 1) runs."""
 
 from __future__ import annotations

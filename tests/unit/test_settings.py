@@ -1,4 +1,4 @@
-"""Configuration keys (DESIGN.md, "Configuration keys"): defaults, names, value rules."""
+"""Configuration keys (README "Configuration"): defaults, names, value rules."""
 
 from __future__ import annotations
 

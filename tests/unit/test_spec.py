@@ -1,4 +1,4 @@
-"""The job spec (DESIGN.md, "Job spec"): every rule of what `enqueue` accepts."""
+"""The job spec (README "The job spec"): every rule of what `enqueue` accepts."""
 
 from __future__ import annotations
 
