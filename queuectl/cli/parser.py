@@ -128,6 +128,29 @@ _STATES_HELP = """States:
 """
 
 
+def _global_options(parser: argparse.ArgumentParser, *, listed: bool) -> None:
+    """--db and --debug, taken before the command and after it (`queuectl list --db X`).
+
+    Each command's parser has its own copy, listed only in the top-level help. SUPPRESS
+    as the default: a copy that is not given leaves what was given before the command.
+    """
+    parser.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        default=None if listed else argparse.SUPPRESS,
+        help="database: a file path, sqlite:///path or postgresql://... "
+        "(before or after the command)"
+        if listed
+        else argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if listed else argparse.SUPPRESS,
+        help="show tracebacks on errors" if listed else argparse.SUPPRESS,
+    )
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command tree, or with `only`, just that top-level command.
 
@@ -152,10 +175,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         + _EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"queuectl {__version__}")
-    parser.add_argument(
-        "--db", metavar="PATH|URL", help="database: a file path, sqlite:///path or postgresql://..."
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _global_options(parser, listed=True)
     # An explicit prog spares argparse building a help formatter (and importing shutil).
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser, prog="queuectl"
@@ -177,6 +197,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             name, description=help_text, epilog=epilog, **listed
         )
         sub.set_defaults(handler=handler)
+        _global_options(sub, listed=False)
         if json_flag:
             sub.add_argument("--json", action="store_true", help="print JSON")
         return sub
