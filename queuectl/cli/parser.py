@@ -33,6 +33,45 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"Error: {escape_text(message)}\n")
         raise SystemExit(2)
 
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's check of a choice, with the nearest one suggested and the hidden
+        commands (`worker run`) left out of the list."""
+        if action.choices is None or value in action.choices:
+            return
+        if isinstance(action, argparse._SubParsersAction):
+            what = "command" if action.dest == "command" else "action"
+            names = [
+                name
+                for name, parser in action.choices.items()
+                if parser.description != argparse.SUPPRESS
+            ]
+        else:
+            what, names = "choice", [str(choice) for choice in action.choices]
+        message = f"unknown {what} {value!r}"
+        if what == "action":
+            message += f" for {self.prog}"
+        nearest = _nearest(str(value), names)
+        if nearest:
+            message += f": did you mean {nearest}?"
+        raise argparse.ArgumentError(None, f"{message} (choose from {', '.join(names)})")
+
+
+def _nearest(word: str, names: list[str]) -> str | None:
+    """The name(s) `word` was most likely a typo of, as "X" or "X or Y"; None if none is close.
+
+    Two when their scores are close: difflib scores a swap of two letters below a dropped
+    one, so `stauts` is nearer `stats` than `status` to it, and a user may mean either.
+    """
+    import difflib
+
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, word, name).ratio(), name) for name in names),
+        reverse=True,
+    )
+    best = scored[0][0] if scored else 0.0
+    close = [name for score, name in scored[:2] if score >= 0.6 and score >= best - 0.1]
+    return " or ".join(close) or None
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -558,4 +597,43 @@ def _command_named(argv: list[str]) -> str | None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """The parsed arguments, building only the command they name (or exiting 2 with usage)."""
-    return build_parser(_command_named(argv)).parse_args(argv)
+    parser = build_parser(_command_named(argv))
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # As parse_args, but the usage shown is the command's and the error has a hint.
+        command, path = _command_parser(parser, args)
+        command.error(_unrecognized(command, path, args, extras))
+    return args
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser of the command `args` ran (`worker start`'s, say) and its path."""
+    path: list[str] = []
+    while True:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers:
+            return parser, path
+        name = getattr(args, subparsers[0].dest)
+        path.append(name)
+        parser = subparsers[0].choices[name]
+
+
+def _unrecognized(
+    parser: argparse.ArgumentParser, path: list[str], args: argparse.Namespace, extras: list[str]
+) -> str:
+    """argparse's "unrecognized arguments", and what the user probably meant."""
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    options = [arg.partition("=")[0] for arg in extras if arg.startswith("-") and arg != "-"]
+    if options:
+        known = [name for action in parser._actions for name in action.option_strings]
+        nearest = _nearest(options[0], known)
+        return f"{message} (did you mean {nearest}?)" if nearest else message
+    if path == ["enqueue"]:
+        from queuectl.cli.hints import split_job
+
+        return f"{message}. {split_job([args.job, *extras] if args.job else extras)}"
+    if path == ["worker", "start"] and extras[0].isdigit():
+        return f"{message} (the number of workers goes after --count: --count {extras[0]})"
+    return message
