@@ -10,10 +10,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
+
+import pytest
 
 from queuectl.domain import Claim, Outcome, OutcomeKind, WorkerInfo
 from queuectl.paths import DatabaseLocation
@@ -242,3 +245,27 @@ def live_worker_info(worker_id: str) -> WorkerInfo:
         started_at=now,
         heartbeat_at=now,
     )
+
+
+def postgres_cli_url(prefix: str) -> Iterator[str]:
+    """A fresh schema (named PREFIX_...) of the PostgreSQL test database, as a URL the CLI
+    takes; dropped afterwards. Skips the test without QUEUECTL_TEST_PG_URL."""
+    url = os.environ.get("QUEUECTL_TEST_PG_URL")
+    if not url:  # the same rule as conftest's PostgreSQL fixture
+        if os.environ.get("CI"):
+            pytest.fail("QUEUECTL_TEST_PG_URL must be set in CI (.ci/run sets it)")
+        pytest.skip("QUEUECTL_TEST_PG_URL is not set: PostgreSQL tests skipped")
+    import psycopg
+    from psycopg import sql
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    separator = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{separator}options=-c%20search_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )

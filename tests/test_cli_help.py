@@ -73,7 +73,63 @@ def test_help_through_the_executable(path: tuple[str, ...], tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: {' '.join(('queuectl', *path))}")
     assert "==SUPPRESS==" not in result.stdout, "a hidden command is listed in the help"
+    assert "Example" in result.stdout, f"`queuectl {' '.join(path)} --help` shows no example"
+    assert not re.search(r"\bworker run\b|^\s+run\s", result.stdout, re.M), "hidden `worker run`"
     assert not (tmp_path / "home").exists(), "--help touched the queue"
+
+
+def _help(*path: str) -> str:
+    result = subprocess.run(
+        [str(QUEUECTL), *path, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "parser"),
+    [
+        pytest.param((), build_parser(), id="queuectl"),
+        *(pytest.param(path, parser, id=" ".join(path)) for path, parser, _ in COMMANDS),
+    ],
+)
+def test_every_value_has_a_natural_metavar(
+    path: tuple[str, ...], parser: argparse.ArgumentParser
+) -> None:
+    """`--timeout SECONDS`, not argparse's default `--timeout TIMEOUT` (the dest in capitals)."""
+    for action in parser._actions:
+        takes_value = action.nargs != 0 and not isinstance(action, argparse._SubParsersAction)
+        if takes_value and action.choices is None:
+            assert action.metavar, f"{action.option_strings or action.dest} of {path}: no metavar"
+
+
+def test_top_level_help_lists_exit_codes_and_points_to_the_readme() -> None:
+    text = _help()
+    for code, meaning in [
+        ("0", "success"),
+        ("1", "failed"),
+        ("2", "invalid input"),
+        ("124", "timed out"),
+        ("130", "interrupted"),
+    ]:
+        assert re.search(rf"^\s+{code}\s+.*{meaning}", text, re.M), f"exit code {code}: {text}"
+    assert "README" in text
+
+
+def test_enqueue_help_lists_the_job_fields() -> None:
+    from queuectl.spec import SPEC_FIELDS
+
+    text = _help("enqueue")
+    for field in SPEC_FIELDS:
+        assert re.search(rf"^\s+{field}\s+\S", text, re.M), f"{field} is not listed: {text}"
+
+
+def test_list_help_lists_the_states() -> None:
+    from queuectl.cli.parser import STATES
+
+    text = _help("list")
+    for state in STATES:
+        assert re.search(rf"^\s+{state}\s+\S", text, re.M), f"{state} is not listed: {text}"
 
 
 def _imported_modules(*python_args: str) -> set[str]:

@@ -47,10 +47,29 @@ def _read_job_file(path: str) -> str:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _load_job(text: str) -> object:
+    """The job argument's JSON. What does not even start like an object (a shell command,
+    a number, an array) gets the expected shape and `queuectl add` as a hint."""
+    if text.lstrip().startswith("{"):
+        return spec.load_json(text, what="job JSON")
+    from queuectl.cli.hints import job_shape
+
+    try:
+        parsed = spec.load_json(text)
+    except InvalidInput:
+        raise InvalidInput(f"the job must be {job_shape(text)}") from None
+    if isinstance(parsed, list):
+        raise InvalidInput(
+            "the job must be one JSON object; a JSON array of jobs (or JSON Lines) goes in "
+            "a file: queuectl enqueue --file jobs.json (- = stdin)"
+        )
+    raise InvalidInput(f"the job must be {job_shape(None)}")  # a number, a string, ...
+
+
 def enqueue(request: EnqueueRequest) -> int:
     """Validate the job(s), store them in one transaction, print the id(s) or the count."""
     if request.job is not None and request.file is None:
-        items = [spec.load_json(request.job, what="job JSON")]
+        items = [_load_job(request.job)]
     elif request.file is not None and request.job is None:
         items = spec.load_batch(_read_job_file(request.file))
     else:

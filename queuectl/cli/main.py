@@ -25,7 +25,13 @@ if TYPE_CHECKING:
 
 # The options _plain_enqueue reads: option -> (what it sets, whether a value follows).
 _GLOBAL_OPTIONS = {"--db": ("db", True), "--debug": ("debug", False)}
-_ENQUEUE_OPTIONS = {"--file": ("file", True), "-f": ("file", True), "--json": ("json", False)}
+# After `enqueue`: its own, and the global ones (argparse takes them after a command too).
+_ENQUEUE_OPTIONS = {
+    "--file": ("file", True),
+    "-f": ("file", True),
+    "--json": ("json", False),
+    **_GLOBAL_OPTIONS,
+}
 
 
 def _is_value(arg: str) -> bool:
@@ -37,10 +43,11 @@ def _is_value(arg: str) -> bool:
 
 
 def _plain_enqueue(argv: list[str]) -> EnqueueRequest | None:
-    """`[--db URL] [--debug] enqueue` with JSON, --file/-f PATH, --json; None otherwise.
+    """`[--db URL] [--debug] enqueue` with JSON, --file/-f PATH, --json, --db, --debug;
+    None otherwise.
 
-    Each option at most once, the JSON at most once, in any order after
-    `enqueue`. Anything else (an abbreviation, `--opt=value`, an option twice,
+    Each option at most once (before and after `enqueue` together), the JSON at most
+    once, in any order after `enqueue`. Anything else (an abbreviation, `--opt=value`, an option twice,
     a JSON starting with "-", --help, a stray word) is None, and argparse reads
     it. Whatever this accepts, argparse reads the same way (tests/unit/test_cli_argv.py).
     """

@@ -86,6 +86,19 @@ def test_bash_completes_options_per_command(bash_script: Path, env: dict[str, st
     assert "--db" in bash_complete(bash_script, env, "queuectl --")
 
 
+def test_bash_knows_global_options_after_the_command(
+    bash_script: Path, env: dict[str, str]
+) -> None:
+    # `--db PATH` after the command takes a value: PATH is not the command's positional.
+    assert bash_complete(bash_script, env, "queuectl completion --db /tmp/x.db ") == [
+        "bash",
+        "zsh",
+        "fish",
+    ]
+    # Accepted there, offered only before the command (where the help lists them).
+    assert "--db" not in bash_complete(bash_script, env, "queuectl list --")
+
+
 def test_bash_completes_states(bash_script: Path, env: dict[str, str]) -> None:
     assert bash_complete(bash_script, env, "queuectl list --state ") == STATES
     assert bash_complete(bash_script, env, "queuectl list -s d") == ["dead"]

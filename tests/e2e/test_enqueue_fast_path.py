@@ -43,6 +43,11 @@ def _job(job_id: str, **fields: object) -> str:
 CASES = [
     Case("one", ["--db", "{db}", "enqueue", _job("a")], ["--db={db}", "enqueue", _job("a")]),
     Case(
+        "one-db-after",
+        ["enqueue", _job("a"), "--db", "{db}", "--debug"],
+        ["enqueue", _job("a"), "--db={db}", "--debug"],
+    ),
+    Case(
         "json",
         ["--db", "{db}", "enqueue", "--json", _job("a", env={"K": "v"})],
         ["--db={db}", "enqueue", "--js", _job("a", env={"K": "v"})],

@@ -14,16 +14,13 @@ import os
 import pty
 import subprocess
 import termios
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue, kill_quietly
-from tests.helpers import CliResult, assert_error, queuectl_executable
-
-PG_URL_VARIABLE = "QUEUECTL_TEST_PG_URL"
+from tests.helpers import CliResult, assert_error, postgres_cli_url, queuectl_executable
 
 # What a hostile string carries: colour, carriage return, backspace, 8-bit CSI, DEL, a bidi
 # override and isolate, a tab and a newline (which break a table row).
@@ -101,29 +98,6 @@ class EscapeQueue(Queue):
         return environment
 
 
-def _postgres_url() -> Iterator[str]:
-    """A fresh schema of the test database, as a URL the CLI takes; dropped afterwards."""
-    url = os.environ.get(PG_URL_VARIABLE)
-    if not url:  # the same rule as conftest's PostgreSQL fixture
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_URL_VARIABLE} must be set in CI (.ci/run sets it)")
-        pytest.skip(f"{PG_URL_VARIABLE} is not set: PostgreSQL tests skipped")
-    import psycopg
-    from psycopg import sql
-
-    schema = f"queuectl_escape_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    separator = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{separator}options=-c%20search_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EscapeQueue]:
     """Each backend: SQLite in the queue's home, or a fresh PostgreSQL schema."""
@@ -132,7 +106,7 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EscapeQueu
         with fresh_queue(home, files) as sqlite_queue:
             yield EscapeQueue(sqlite_queue.home, sqlite_queue.files, None)
         return
-    for url in _postgres_url():
+    for url in postgres_cli_url("queuectl_escape"):
         home.mkdir(mode=0o700)
         postgres_queue = EscapeQueue(home, files, url)
         postgres_queue.configure(**FAST_CONFIG)

@@ -65,6 +65,11 @@ COMMON = [
     ["enqueue"],  # neither: the handler's "give a job as JSON, or --file PATH"
     ["enqueue", JOB, "--file", "-"],  # both: the handler's error too
     ["enqueue", "{not json"],
+    # Global options after the command, as argparse takes them too.
+    ["enqueue", "--debug", JOB],
+    ["enqueue", "--db", "x", JOB],
+    ["enqueue", JOB, "--db", "/tmp/q.db", "--json"],
+    ["--debug", "enqueue", "-f", "-", "--db", "postgresql://u:p@h/db"],
 ]
 
 # Left to argparse: its usage lines, `Error:` lines and exit codes stay exactly its own.
@@ -95,8 +100,8 @@ DECLINED = [
     ["enqueue", "-1"],  # argparse takes a negative number as a positional: its call
     ["enqueue", "-"],
     ["enqueue", "--", JOB],
-    ["enqueue", "--debug", JOB],  # --debug belongs before the command
-    ["enqueue", "--db", "x", JOB],
+    ["--db", "a", "enqueue", "--db", "b", JOB],  # both: argparse's rule (the later wins)
+    ["--debug", "enqueue", "--debug", JOB],
     ["status"],
     ["list", "enqueue"],
     ["stray", "enqueue", JOB],
