@@ -144,8 +144,8 @@ def test_every_option_lands_in_the_stored_job(queue: Queue, tmp_path: Path) -> N
 
 
 def test_defaults_are_those_of_enqueue(queue: Queue, tmp_path: Path) -> None:
-    queue.cli("config", "set", "max_retries", "4")
-    queue.cli("config", "set", "job_timeout", "30")
+    assert queue.cli("config", "set", "max_retries", "4").returncode == 0
+    assert queue.cli("config", "set", "job_timeout", "30s").returncode == 0  # a duration too
     added = queue.job(queue.add("--", "true", cwd=tmp_path))
     enqueued_id = queue.cli("enqueue", '{"command": "true"}', cwd=tmp_path).stdout.strip()
     enqueued = queue.job(enqueued_id)
