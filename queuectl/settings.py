@@ -24,14 +24,31 @@ def _parse_int(text: str) -> int:
     return value
 
 
+_MAX_NUMBER = 1e12
+
+
 def _parse_number(text: str) -> float:
     try:
         value = float(text.strip())
     except ValueError:
         raise InvalidInput(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or abs(value) > 1e12:
+    if not math.isfinite(value) or abs(value) > _MAX_NUMBER:
         raise InvalidInput(f"{text!r} is out of range")
     return value
+
+
+def _parse_seconds(text: str) -> float:
+    """Seconds, or a duration like 90s, 10m, 2h (stored as the number of seconds)."""
+    try:
+        float(text.strip())
+    except ValueError:
+        from queuectl.timeutil import parse_duration
+
+        seconds = parse_duration(text)
+        if seconds > _MAX_NUMBER:
+            raise InvalidInput(f"{text!r} is out of range") from None
+        return seconds
+    return _parse_number(text)
 
 
 # An age past a century keeps everything anyway; far larger ones overflow the date
@@ -84,10 +101,12 @@ SETTINGS: dict[str, Setting] = {
     for s in (
         Setting("max_retries", "3", _parse_int, 0, True, "runs per job in all (0 counts as 1)"),
         Setting("backoff_base", "2", _parse_number, 1, True, "retry delay = base^n seconds"),
-        Setting("backoff_max", "3600", _parse_number, 0, False, "cap on the retry delay, seconds"),
-        Setting("job_timeout", "0", _parse_number, 0, True, "default job timeout, 0 = none"),
-        Setting("lease_seconds", "30", _parse_number, 1, True, "silence before a job is recovered"),
-        Setting("poll_interval", "1", _parse_number, 0, False, "longest idle sleep, seconds"),
+        Setting("backoff_max", "3600", _parse_seconds, 0, False, "cap on the retry delay, seconds"),
+        Setting("job_timeout", "0", _parse_seconds, 0, True, "default job timeout, 0 = none"),
+        Setting(
+            "lease_seconds", "30", _parse_seconds, 1, True, "silence before a job is recovered"
+        ),
+        Setting("poll_interval", "1", _parse_seconds, 0, False, "longest idle sleep, seconds"),
         Setting("output_limit", "1048576", _parse_int, 0, True, "bytes of output kept per attempt"),
         Setting(
             "retention", "0", _parse_age, 0, True, "workers purge finished jobs older (0 = off)"

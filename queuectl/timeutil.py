@@ -6,6 +6,7 @@ Pure functions; the clock is always passed in by the caller.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -31,8 +32,13 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_timestamp(text: str) -> datetime:
-    """Parse an ISO 8601 timestamp; no zone means UTC. Raises InvalidInput."""
+def parse_timestamp(text: str, *, local: bool = False) -> datetime:
+    """Parse an ISO 8601 timestamp into aware UTC. Raises InvalidInput.
+
+    No zone means UTC (the JSON `run_at`), or with `local` the local time of this
+    machine (`add --at`, typed by a person), read through the TZ rules of the C library:
+    a time that occurs twice as the clocks go back is the first of the two.
+    """
     candidate = text.strip()
     if not _iso_re().match(candidate):
         raise InvalidInput(
@@ -47,12 +53,14 @@ def parse_timestamp(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(candidate)
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
+            # A naive datetime's astimezone() takes it as local time.
+            parsed = parsed.astimezone() if local else parsed.replace(tzinfo=UTC)
         return parsed.astimezone(UTC)
     except ValueError as exc:
         raise InvalidInput(f"invalid timestamp {text!r}: {exc}") from None
-    except OverflowError:
-        # e.g. 9999-12-31T23:59:59-01:00 is past the last representable UTC instant
+    except (OverflowError, OSError):
+        # e.g. 9999-12-31T23:59:59-01:00 is past the last representable UTC instant;
+        # OSError: a local time the C library cannot convert (year 1 in some zones)
         raise InvalidInput(f"invalid timestamp {text!r}: out of range") from None
 
 
@@ -72,14 +80,22 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
 def parse_duration(text: str) -> float:
-    """Parse '90', '90s', '15m', '2h', '7d' into seconds. Raises InvalidInput."""
+    """Seconds from '90', '90s', '1.5h', '10m', '2h', '1d', '1w'. Raises InvalidInput.
+
+    The one reader of durations: every flag and setting that takes one uses it.
+    Lower-case units only ("M" would be months to some readers); no sign, no exponent.
+    """
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
     if not match:
-        raise InvalidInput(f"invalid duration {text!r}: expected e.g. 30s, 15m, 2h, 7d")
-    value = float(match.group(1))
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[match.group(2)]
-    return value * unit
+        raise InvalidInput(f"invalid duration {text!r}: expected e.g. 90, 30s, 15m, 2h, 1d")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(seconds):  # hundreds of digits
+        raise InvalidInput(f"invalid duration {text!r}: out of range")
+    return seconds
 
 
 def humanize_age(seconds: float) -> str:

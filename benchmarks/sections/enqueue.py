@@ -1,6 +1,6 @@
-"""4. Enqueue: one bulk `enqueue --file`, and one `queuectl enqueue` process per job.
+"""4. Enqueue: one bulk `enqueue --file`, and one `queuectl enqueue` (or `add`) process per job.
 
-The single-job figure is compared with a bare `python -c pass` of the same
+The single-job figures are compared with a bare `python -c pass` of the same
 interpreter, interleaved with it in the same run, so the difference is what
 queuectl itself costs a caller (imports, parsing, the database, the fsync).
 Bytecode is cached for these processes as an installed queuectl has it, even
@@ -53,24 +53,27 @@ def _wall(argv: list[str], db: Database) -> float:
     return elapsed
 
 
-def single_enqueues(db: Database, count: int) -> tuple[float, float]:
-    """Median ms of `queuectl enqueue JSON` and of `python -c pass`, interleaved."""
-    enqueue, bare = [], []
+def single_enqueues(db: Database, count: int) -> tuple[float, float, float]:
+    """Median ms of `queuectl enqueue JSON`, `queuectl add -- true` and `python -c pass`,
+    interleaved."""
+    enqueue, add, bare = [], [], []
     for _ in range(count):
         enqueue.append(_wall([QUEUECTL, "enqueue", '{"command":"true"}'], db))
+        add.append(_wall([QUEUECTL, "add", "--", "true"], db))
         bare.append(_wall([sys.executable, "-c", "pass"], db))
-    return 1000 * med(enqueue), 1000 * med(bare)
+    return 1000 * med(enqueue), 1000 * med(add), 1000 * med(bare)
 
 
 def measure(plan: Plan, backend: Backend) -> list[Row]:
-    bulk, single, bare = [], [], []
+    bulk, single, added, bare = [], [], [], []
     for run in range(plan.runs):
         progress(f"4. enqueue {backend.name} run {run + 1}/{plan.runs}")
         with backend.fresh() as db:
             path = write_jobs(db.home / "jobs.jsonl", plan.bulk_jobs)
             bulk.append(plan.bulk_jobs / _wall([QUEUECTL, "enqueue", "--file", str(path)], db))
-            one, nothing = single_enqueues(db, plan.single_enqueues)
+            one, one_added, nothing = single_enqueues(db, plan.single_enqueues)
             single.append(one)
+            added.append(one_added)
             bare.append(nothing)
     per = f"median of {plan.single_enqueues}"
     return [
@@ -86,6 +89,13 @@ def measure(plan: Plan, backend: Backend) -> list[Row]:
             "4",
             "4. enqueue process minus bare python",
             summary([a - b for a, b in zip(single, bare, strict=True)], "ms", 1),
+            "<= 20 ms",
+        ),
+        Row("4", f"4. one `queuectl add -- true` process, {per}", summary(added, "ms", 1)),
+        Row(
+            "4",
+            "4. add process minus bare python",
+            summary([a - b for a, b in zip(added, bare, strict=True)], "ms", 1),
             "<= 20 ms",
         ),
     ]

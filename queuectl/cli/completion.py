@@ -144,7 +144,7 @@ def _value_of(path: tuple[str, ...], action: argparse.Action) -> Value:
         return Value("words", "key", tuple(SETTINGS))
     if metavar == "ID":
         return Value("dead_jobs" if path[-2:] == ("dlq", "retry") else "jobs", "job id")
-    if action.dest in ("db", "file"):
+    if action.dest in ("db", "file", "cwd"):
         return Value("files", name)
     return Value("none", name)
 

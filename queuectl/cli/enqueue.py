@@ -19,6 +19,7 @@ from queuectl.store import open_producer
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 
 class EnqueueRequest(NamedTuple):
@@ -76,19 +77,7 @@ def enqueue(request: EnqueueRequest) -> int:
         raise InvalidInput("give a job as JSON, or --file PATH, (not both)")
     if not items:
         raise InvalidInput("no jobs given")
-    # Not cli.context's open_cli_store: only the producer's part of the store, and one
-    # module fewer to import.
-    store = open_producer(resolve_database(request.db))
-    config = store.config()
-    defaults = spec.SpecDefaults(
-        max_retries=config.max_retries, timeout=config.job_timeout, cwd=_cwd()
-    )
-    jobs = (
-        spec.parse_job_batch(items, defaults)
-        if request.file is not None
-        else [spec.parse_job_spec(items[0], defaults)]
-    )
-    ids = store.enqueue(jobs)
+    ids = store_specs(items, request.db, batch=request.file is not None)
     if request.json:
         sys.stdout.write(json.dumps(ids, ensure_ascii=False) + "\n")
     elif request.file is not None:
@@ -96,6 +85,25 @@ def enqueue(request: EnqueueRequest) -> int:
     else:
         print(ids[0])
     return 0
+
+
+def store_specs(items: list[Any], db: str | None, *, batch: bool) -> list[str]:
+    """Validate job specs (parsed JSON) against this database's defaults and store them
+    in one transaction; their ids. Shared with `queuectl add`, which builds its spec
+    from options: one set of rules for both."""
+    # Not cli.context's open_cli_store: only the producer's part of the store, and one
+    # module fewer to import.
+    store = open_producer(resolve_database(db))
+    config = store.config()
+    defaults = spec.SpecDefaults(
+        max_retries=config.max_retries, timeout=config.job_timeout, cwd=_cwd()
+    )
+    jobs = (
+        spec.parse_job_batch(items, defaults)
+        if batch
+        else [spec.parse_job_spec(items[0], defaults)]
+    )
+    return store.enqueue(jobs)
 
 
 def _cwd() -> str | None:

@@ -1,9 +1,9 @@
 """Entry point: read the arguments, dispatch to a handler, map errors to exit codes.
 
-Start-up time matters: one `queuectl enqueue` process per job is a common
-pattern, and the enqueue itself (one INSERT, one fsync) takes about a
-millisecond. So the common forms of `enqueue` are read here by hand
-(_plain_enqueue): argparse, with the gettext, locale and shutil it imports
+Start-up time matters: one `queuectl enqueue` (or `add`) process per job is a
+common pattern, and the enqueue itself (one INSERT, one fsync) takes about a
+millisecond. So the common forms of `enqueue` and `add` are read here by hand
+(_plain_enqueue, _plain_add): argparse, with the gettext, locale and shutil it imports
 and the parser it builds, costs several times that. Everything else, help and
 every error included, goes to the argparse parser (queuectl.cli.parser), so
 usage lines, `Error:` lines and exit codes are argparse's as before. Each
@@ -20,7 +20,9 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
+    from queuectl.cli.add import AddRequest
     from queuectl.cli.enqueue import EnqueueRequest
 
 # The options _plain_enqueue reads: option -> (what it sets, whether a value follows).
@@ -42,6 +44,29 @@ def _is_value(arg: str) -> bool:
     return arg == "-" or not arg.startswith("-")
 
 
+def _plain_command(argv: list[str]) -> tuple[str, dict[str, str], list[str]] | None:
+    """The command after `[--db URL] [--debug]`, those options (dest -> value, "" for a
+    flag) and the words after the command; None if they are not that plain."""
+    given: dict[str, str] = {}
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        index += 1
+        if arg not in _GLOBAL_OPTIONS:
+            return arg, given, argv[index:]
+        dest, takes_value = _GLOBAL_OPTIONS[arg]
+        if dest in given:
+            return None  # argparse's rule for a repeat (the last wins)
+        if not takes_value:
+            given[dest] = ""
+        elif index < len(argv) and _is_value(argv[index]):
+            given[dest] = argv[index]
+            index += 1
+        else:
+            return None  # argparse's "expected one argument"
+    return None
+
+
 def _plain_enqueue(argv: list[str]) -> EnqueueRequest | None:
     """`[--db URL] [--debug] enqueue` with JSON, --file/-f PATH, --json, --db, --debug;
     None otherwise.
@@ -51,35 +76,82 @@ def _plain_enqueue(argv: list[str]) -> EnqueueRequest | None:
     a JSON starting with "-", --help, a stray word) is None, and argparse reads
     it. Whatever this accepts, argparse reads the same way (tests/unit/test_cli_argv.py).
     """
-    given: dict[str, str] = {}  # dest -> value ("" for a flag)
+    head = _plain_command(argv)
+    if head is None or head[0] != "enqueue":
+        return None
+    _command, given, words = head
     job: str | None = None
-    options = _GLOBAL_OPTIONS
     index = 0
-    while index < len(argv):
-        arg = argv[index]
+    while index < len(words):
+        arg = words[index]
         index += 1
-        if arg == "enqueue" and options is _GLOBAL_OPTIONS:
-            options = _ENQUEUE_OPTIONS
-        elif arg in options:
-            dest, takes_value = options[arg]
+        if arg in _ENQUEUE_OPTIONS:
+            dest, takes_value = _ENQUEUE_OPTIONS[arg]
             if dest in given:
-                return None  # argparse's rule for a repeat (the last wins)
+                return None
             if not takes_value:
                 given[dest] = ""
-            elif index < len(argv) and _is_value(argv[index]):
-                given[dest] = argv[index]
+            elif index < len(words) and _is_value(words[index]):
+                given[dest] = words[index]
                 index += 1
             else:
-                return None  # argparse's "expected one argument"
-        elif options is _ENQUEUE_OPTIONS and job is None and not arg.startswith("-"):
+                return None
+        elif job is None and not arg.startswith("-"):
             job = arg
         else:
             return None
-    if options is not _ENQUEUE_OPTIONS:
-        return None
     from queuectl.cli.enqueue import EnqueueRequest
 
     return EnqueueRequest(job=job, file=given.get("file"), json="json" in given, db=given.get("db"))
+
+
+def _plain_add(argv: list[str]) -> AddRequest | None:
+    """`[--db URL] [--debug] add [OPTIONS] [--] COMMAND...`; None otherwise.
+
+    Each option of add.ADD_OPTIONS at most once (a repeatable one any number of
+    times), its value the next word; then `--` and the command, or the command
+    from the first word that is no option, if none of its words starts with "-".
+    Anything else (an abbreviation, `--opt=value`, a value starting with "-",
+    --help) is None, and argparse reads it, as for `enqueue`.
+    """
+    head = _plain_command(argv)
+    if head is None or head[0] != "add":
+        return None
+    from queuectl.cli.add import ADD_OPTIONS, AddRequest
+
+    _command, given, rest = head
+    options = {option.flag: option for option in ADD_OPTIONS}
+    values: dict[str, Any] = {}
+    json = False
+    words: list[str] = []
+    index = 0
+    while index < len(rest):
+        arg = rest[index]
+        index += 1
+        if arg == "--":
+            words = rest[index:]
+            break
+        if arg == "--json" and not json:
+            json = True
+        elif arg in options:
+            option = options[arg]
+            if index == len(rest) or not _is_value(rest[index]):
+                return None
+            if option.combine is not None:
+                values.setdefault(option.dest, []).append(rest[index])
+            elif option.dest in values:
+                return None
+            else:
+                values[option.dest] = rest[index]
+            index += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            words = rest[index - 1 :]
+            if any(word.startswith("-") for word in words):
+                return None  # argparse reads such a word as an option of add
+            break
+    return AddRequest(values=values, words=words, json=json, db=given.get("db"))
 
 
 def _debug_enabled(argv: list[str]) -> bool:
@@ -93,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         from queuectl.cli.enqueue import enqueue
 
         return _run(lambda: enqueue(request), arguments)
+    add_request = _plain_add(arguments)
+    if add_request is not None:
+        from queuectl.cli.add import add
+
+        return _run(lambda: add(add_request), arguments)
     import importlib
 
     from queuectl.cli.parser import parse

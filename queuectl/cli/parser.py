@@ -93,13 +93,22 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def _parsed_duration(text: str) -> float:
+    """Seconds from a duration (90, 90s, 10m, 2h, 1d): timeutil's reader, argparse's error."""
+    from queuectl.errors import InvalidInput
+    from queuectl.timeutil import parse_duration
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < 1e9:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds >= 0")
+        return parse_duration(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    """A duration in seconds, for a flag such as --timeout."""
+    value = _parsed_duration(text)
+    if value >= 1e9:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long (at most 1e9 seconds)")
     return value
 
 
@@ -110,10 +119,8 @@ def _final_state(text: str) -> str:
 
 
 def _duration(text: str) -> str:
-    import re
-
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[smhdw]?\s*", text):
-        raise argparse.ArgumentTypeError(f"invalid age {text!r}: expected e.g. 30m, 12h, 7d")
+    """A duration, checked here but kept as text: the handler reads it (and shows it)."""
+    _parsed_duration(text)
     return text
 
 
@@ -279,6 +286,37 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "--file", "-f", metavar="PATH", help="JSON Lines or a JSON array; - = stdin"
         )
         sub.add_argument("--json", action="store_true", help="print the ids as JSON")
+
+    if wanted("add"):
+        from queuectl.cli.add import ADD_OPTIONS, USAGE
+
+        sub = command(
+            commands,
+            "add",
+            "queuectl.cli.add:run",
+            "add a job given as a shell command, no JSON",
+            epilog=_examples(
+                "queuectl add -- 'make && make test'     one word: the shell command as written",
+                "queuectl add --delay 10m -- touch 'my file'   several: quoted as a shell would",
+                "queuectl add --id nightly --at 2026-12-01T09:00 --timeout 1h -- ./backup.sh",
+            ),
+        )
+        sub.usage = USAGE
+        for option in ADD_OPTIONS:
+            sub.add_argument(
+                option.flag,
+                dest=option.dest,
+                metavar=option.metavar,
+                help=option.help,
+                action="store" if option.combine is None else "append",
+            )
+        sub.add_argument("--json", action="store_true", help='print the id as JSON: ["ID"]')
+        sub.add_argument(
+            "words",
+            nargs="*",
+            metavar="COMMAND",
+            help="the command; put it after -- when a word of it starts with -",
+        )
 
     if wanted("worker"):
         worker_commands = group(
@@ -566,6 +604,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 _COMMANDS = (
     "init-db",
     "enqueue",
+    "add",
     "worker",
     "status",
     "list",

@@ -99,6 +99,17 @@ def test_bash_knows_global_options_after_the_command(
     assert "--db" not in bash_complete(bash_script, env, "queuectl list --")
 
 
+def test_bash_completes_add_and_its_options(bash_script: Path, env: dict[str, str]) -> None:
+    assert bash_complete(bash_script, env, "queuectl ad") == ["add"]
+    options = set(bash_complete(bash_script, env, "queuectl add --"))
+    assert {"--id", "--priority", "--delay", "--at", "--timeout", "--max-retries"} <= options
+    assert {"--cwd", "--env", "--json"} <= options
+    (bash_script.parent / "subdir").mkdir()
+    assert bash_complete(bash_script, env, "queuectl add --cwd subd") == ["subdir"]
+    # The value of --priority is not taken for the command.
+    assert "--json" in bash_complete(bash_script, env, "queuectl add --priority 3 --j")
+
+
 def test_bash_completes_states(bash_script: Path, env: dict[str, str]) -> None:
     assert bash_complete(bash_script, env, "queuectl list --state ") == STATES
     assert bash_complete(bash_script, env, "queuectl list -s d") == ["dead"]

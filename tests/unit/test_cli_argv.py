@@ -1,9 +1,10 @@
-"""main's reader of the plain `enqueue` forms agrees with argparse wherever it answers.
+"""main's readers of the plain `enqueue` and `add` forms agree with argparse.
 
-The reader (queuectl.cli.main._plain_enqueue) spares `queuectl enqueue` the
-argparse import; anything it is not sure of it leaves to argparse. So: every
-argv it accepts, argparse must accept with the same values, and the common
-forms must be accepted (else the fast path silently stops being taken).
+The readers (queuectl.cli.main._plain_enqueue, _plain_add) spare `queuectl
+enqueue` and `queuectl add` the argparse import; anything they are not sure
+of they leave to argparse. So: every argv one accepts, argparse must accept
+with the same values, and the common forms must be accepted (else the fast
+path silently stops being taken).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queuectl.cli.main import _plain_enqueue
+from queuectl.cli.add import request_from
+from queuectl.cli.main import _plain_add, _plain_enqueue
 from queuectl.cli.parser import parse
 
 JOB = '{"command": "true"}'
@@ -155,3 +157,110 @@ _ARGV = st.one_of(
 @given(argv=_ARGV)
 def test_whatever_the_reader_accepts_argparse_reads_the_same(argv: list[str]) -> None:
     _agree(argv)
+
+
+# --- add ----------------------------------------------------------------------------------
+
+
+def _agree_add(argv: list[str]) -> bool:
+    """Whether the reader accepts argv as `add`; if it does, argparse must read it the same."""
+    request = _plain_add(argv)
+    if request is None:
+        return False
+    args = _argparse(argv)
+    assert args is not None, f"argparse rejects {argv}, the reader accepted it"
+    assert args.handler == "queuectl.cli.add:run"
+    assert request == request_from(args), argv
+    return True
+
+
+ADD_COMMON = [
+    ["add", "--", "true"],
+    ["add", "--", "make && make test"],
+    ["add", "--", "touch", "my file"],
+    ["add", "--", "echo", "-n", "--json", "--", "x"],
+    ["add", "echo", "hi"],
+    ["add", "--json", "--", "true"],
+    ["add", "--id", "j1", "--priority", "5", "--delay", "10m", "--", "true"],
+    ["add", "--at", "2030-06-01T12:00", "--timeout", "1.5h", "--max-retries", "0", "true"],
+    ["add", "--cwd", "/tmp", "--env", "A=1", "--env", "B=2", "--", "env"],
+    ["add", "--env", "A=1", "--json", "--env", "A=2", "--", "true"],
+    ["--db", "/tmp/q.db", "add", "--", "true"],
+    ["--debug", "--db", "add", "add", "--", "true"],  # a database file named "add"
+    ["add"],  # no command: the handler's error either way
+    ["add", "--"],
+    ["add", "--json"],
+    ["add", "", "x"],
+    ["add", "--id", "", "--", "true"],
+    ["add", "--delay", "5x", "--", "true"],  # a bad value: the handler's error either way
+    ["add", "--env", "novalue", "--", "true"],
+]
+
+ADD_DECLINED = [
+    ["add", "--help"],
+    ["add", "-h", "--", "true"],
+    ["add", "echo", "-n", "hi"],  # argparse reads -n as an option of add (and rejects it)
+    ["add", "echo", "--json"],
+    ["add", "echo", "--", "hi"],
+    ["add", "--priority", "-5", "--", "true"],  # argparse takes "-5" as a value: its call
+    ["add", "--priority=5", "--", "true"],
+    ["add", "--prio", "5", "--", "true"],
+    ["add", "--id", "a", "--id", "b", "--", "true"],
+    ["add", "--json", "--json", "--", "true"],
+    ["add", "--id"],
+    ["add", "--id", "--", "true"],
+    ["add", "--queue", "q", "--", "true"],
+    ["add", "--db", "x", "--", "true"],
+    ["add", "--debug", "--", "true"],
+    ["--db", "a", "--db", "b", "add", "--", "true"],
+    ["enqueue", "add"],
+]
+
+
+@pytest.mark.parametrize("argv", ADD_COMMON, ids=" ".join)
+def test_common_add_forms_skip_argparse_and_agree_with_it(argv: list[str]) -> None:
+    assert _agree_add(argv)
+
+
+@pytest.mark.parametrize("argv", ADD_DECLINED, ids=" ".join)
+def test_other_add_forms_are_left_to_argparse(argv: list[str]) -> None:
+    assert _plain_add(argv) is None
+
+
+_ADD_TOKENS = st.sampled_from(
+    [
+        "add",
+        "--db",
+        "--debug",
+        "--json",
+        "--",
+        "-",
+        "-1",
+        "",
+        "x",
+        "echo",
+        "a b",
+        "--id",
+        "--priority",
+        "--delay",
+        "--at",
+        "--env",
+        "--max-retries",
+        "--cwd",
+        "--timeout",
+        "--js",
+        "--id=x",
+        "-h",
+        "K=V",
+    ]
+)
+_ADD_ARGV = st.tuples(
+    st.lists(st.sampled_from(["--db", "--debug", "x.db", "add"]), max_size=3),
+    st.lists(st.one_of(_ADD_TOKENS, st.text(max_size=4)), max_size=8),
+).map(lambda parts: [*parts[0], "add", *parts[1]])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(argv=_ADD_ARGV)
+def test_whatever_the_add_reader_accepts_argparse_reads_the_same(argv: list[str]) -> None:
+    _agree_add(argv)

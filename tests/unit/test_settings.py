@@ -80,6 +80,12 @@ VALID = [
     ("lease_seconds", "45.5", "45.5"),
     ("poll_interval", "0.01", "0.01"),
     ("poll_interval", "5", "5"),
+    # Durations in every key that holds seconds, stored as seconds.
+    ("backoff_max", "1h", "3600"),
+    ("job_timeout", "10m", "600"),
+    ("job_timeout", "1.5h", "5400"),
+    ("lease_seconds", "2m", "120"),
+    ("poll_interval", "2s", "2"),
 ]
 
 
@@ -113,6 +119,9 @@ INVALID = [
     ("poll_interval", "0"),
     ("poll_interval", "-1"),
     ("poll_interval", "fast"),
+    ("job_timeout", "10x"),
+    ("job_timeout", "-1m"),
+    ("backoff_base", "2s"),  # a factor, not a duration
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -108,13 +110,67 @@ def test_now_utc_is_aware_utc() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), ("90s", 90), ("1.5s", 1.5), ("15m", 900), ("2h", 7200), ("7d", 604800)],
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("1.5s", 1.5),
+        ("15m", 900),
+        ("10m", 600),
+        ("2h", 7200),
+        ("1.5h", 5400),
+        ("1d", 86400),
+        ("7d", 604800),
+        ("1w", 604800),
+        (" 2 h ", 7200),
+        ("0", 0),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert timeutil.parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "-5", "5x", "m", "1.2.3s"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "-5", "5x", "m", "1.2.3s", "1e3", "inf", "nan", "10M", "1h30m", ".5h", "9" * 400],
+)
 def test_parse_duration_rejects_garbage(text: str) -> None:
     with pytest.raises(InvalidInput):
         timeutil.parse_duration(text)
+
+
+@given(
+    amount=st.integers(min_value=0, max_value=10**12),
+    unit=st.sampled_from([("", 1), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)]),
+)
+def test_parse_duration_scales_any_whole_amount(amount: int, unit: tuple[str, int]) -> None:
+    suffix, seconds = unit
+    assert timeutil.parse_duration(f"{amount}{suffix}") == amount * seconds
+
+
+@pytest.fixture
+def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is Asia/Kolkata (UTC+05:30, no daylight saving)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2030-06-01T12:00", datetime(2030, 6, 1, 6, 30, tzinfo=UTC)),
+        ("2030-06-01 12:00:00.25", datetime(2030, 6, 1, 6, 30, 0, 250000, tzinfo=UTC)),
+        ("2030-06-01", datetime(2030, 5, 31, 18, 30, tzinfo=UTC)),
+        # A zone given is a zone kept.
+        ("2030-06-01T12:00Z", datetime(2030, 6, 1, 12, tzinfo=UTC)),
+        ("2030-06-01T12:00-01:00", datetime(2030, 6, 1, 13, tzinfo=UTC)),
+    ],
+)
+def test_a_time_without_a_zone_can_be_local(kolkata: None, text: str, expected: datetime) -> None:
+    assert timeutil.parse_timestamp(text, local=True) == expected
+
+
+def test_without_local_a_time_without_a_zone_stays_utc(kolkata: None) -> None:
+    assert timeutil.parse_timestamp("2030-06-01T12:00") == datetime(2030, 6, 1, 12, tzinfo=UTC)
