@@ -1,14 +1,12 @@
-"""Commands that read jobs: init-db, list, show, status, wait, logs, dlq."""
+"""Commands that read jobs: init-db, list, show, status, logs, dlq."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
-from queuectl.cli.context import open_cli_store
+from queuectl.cli.context import live_workers, open_cli_store
 from queuectl.cli.output import print_jobs, print_json, print_table, short_time, shorten
-from queuectl.domain import FINAL_STATES, JobState
+from queuectl.domain import JobState
 from queuectl.errors import InvalidInput, JobNotFound
 from queuectl.escape import escape_text
 from queuectl.timeutil import humanize_age
@@ -23,9 +21,8 @@ def init_db(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     store = open_cli_store(args)
     counts = store.counts()
-    lease = store.config().lease_seconds
     now = store.now()
-    workers = [w for w in store.list_workers() if (now - w.heartbeat_at).total_seconds() < lease]
+    workers = live_workers(store)
     if args.json:
         jobs = {state.value: counts[state] for state in JobState}
         jobs["total"] = sum(counts.values())
@@ -131,32 +128,6 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def wait(args: argparse.Namespace) -> int:
-    store = open_cli_store(args)
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    waiting = list(dict.fromkeys(args.ids))
-    failed = False
-    while True:
-        still = []
-        for job_id in waiting:
-            job = store.get_job(job_id)
-            if job is None:
-                sys.stderr.write(f"Error: no job with id {job_id!r}\n")
-                failed = True
-            elif job.state in FINAL_STATES:
-                failed = failed or job.state is JobState.DEAD
-            else:
-                still.append(job_id)
-        waiting = still
-        if not waiting:
-            return 1 if failed else 0
-        if deadline is not None and time.monotonic() >= deadline:
-            sys.stderr.write(f"Error: timed out waiting for {escape_text(', '.join(waiting))}\n")
-            return 124
-        pause = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        store.wait_for_jobs(pause, lambda: False)
-
-
 def logs(args: argparse.Namespace) -> int:
     from queuectl.cli.logs import show_logs
 
@@ -178,11 +149,15 @@ def dlq_retry(args: argparse.Namespace) -> int:
         raise InvalidInput("give job ids or --all (not both)")
     store = open_cli_store(args)
     if args.all:
-        count = store.retry_all_dead()
-        print(f"{count} job(s) moved from the DLQ to pending.")
-        return 0
-    ids = list(dict.fromkeys(args.ids))
-    store.retry_dead(ids)
-    for job_id in ids:
-        print(f"Job {job_id!r} moved from the DLQ to pending.")
+        ids = store.retry_all_dead()
+    else:
+        ids = list(dict.fromkeys(args.ids))
+        store.retry_dead(ids)
+    if args.json:
+        print_json(ids)
+    elif args.all:
+        print(f"{len(ids)} job(s) moved from the DLQ to pending.")
+    else:
+        for job_id in ids:
+            print(f"Job {job_id!r} moved from the DLQ to pending.")
     return 0

@@ -180,8 +180,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
 
     if wanted("wait"):
-        sub = command(commands, "wait", "queuectl.cli.jobs:wait", "wait until jobs finish")
-        sub.add_argument("ids", nargs="+", metavar="ID")
+        sub = command(commands, "wait", "queuectl.cli.wait:wait", "wait until jobs finish", True)
+        sub.add_argument("ids", nargs="*", metavar="ID")
+        sub.add_argument(
+            "--all", action="store_true", help="the jobs waiting or running now (not later ones)"
+        )
         sub.add_argument("--timeout", type=_seconds, help="give up after S seconds (exit 124)")
 
     if wanted("logs"):
@@ -201,7 +204,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         dlq_commands = group("dlq", "the dead letter queue")
         command(dlq_commands, "list", "queuectl.cli.jobs:dlq_list", "list dead jobs", True)
         sub = command(
-            dlq_commands, "retry", "queuectl.cli.jobs:dlq_retry", "move dead jobs to pending"
+            dlq_commands,
+            "retry",
+            "queuectl.cli.jobs:dlq_retry",
+            "move dead jobs to pending",
+            True,
         )
         sub.add_argument("ids", nargs="*", metavar="ID")
         sub.add_argument("--all", action="store_true", help="every dead job")
@@ -209,7 +216,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if wanted("config"):
         config_commands = group("config", "persistent settings")
         command(config_commands, "list", "queuectl.cli.settings:config_list", "every key", True)
-        sub = command(config_commands, "get", "queuectl.cli.settings:config_get", "one key")
+        sub = command(config_commands, "get", "queuectl.cli.settings:config_get", "one key", True)
         sub.add_argument("key", metavar="KEY")
         sub = command(config_commands, "set", "queuectl.cli.settings:config_set", "set a key")
         sub.add_argument("key", metavar="KEY")
@@ -234,7 +241,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("path", metavar="PATH", help="a new file")
 
     if wanted("doctor"):
-        command(commands, "doctor", "queuectl.cli.operations:doctor", "check database and workers")
+        command(
+            commands,
+            "doctor",
+            "queuectl.cli.operations:doctor",
+            "check database and workers",
+            True,
+        )
 
     if wanted("stats"):
         sub = command(
