@@ -9,6 +9,7 @@ from queuectl.cli.output import print_jobs, print_json, print_table, short_time,
 from queuectl.domain import JobState
 from queuectl.errors import InvalidInput, JobNotFound
 from queuectl.escape import escape_text
+from queuectl.store.base import Store
 from queuectl.timeutil import humanize_age
 
 
@@ -20,10 +21,20 @@ def init_db(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     store = open_cli_store(args)
+    if args.watch is None:
+        return print_status(store, args.json)
+    from queuectl.cli.watch import watch
+
+    return watch(
+        lambda: print_status(store, args.json), args.watch, "queuectl status", plain=args.json
+    )
+
+
+def print_status(store: Store, as_json: bool) -> int:
     counts = store.counts()
     now = store.now()
     workers = live_workers(store)
-    if args.json:
+    if as_json:
         jobs = {state.value: counts[state] for state in JobState}
         jobs["total"] = sum(counts.values())
         print_json({"jobs": jobs, "workers": [w.to_json() for w in workers]})
@@ -125,6 +136,11 @@ def show(args: argparse.Namespace) -> int:
             ]
         )
     print_table(("RUN", "STARTED", "FINISHED", "DURATION", "RESULT", "WORKER", "ERROR"), rows)
+    if not args.no_output:
+        from queuectl.cli.logs import print_tail
+
+        print()
+        print_tail(store, job.id)
     return 0
 
 

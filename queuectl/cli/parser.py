@@ -59,6 +59,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _interval(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0.1 seconds")
+    return value
+
+
 def _final_state(text: str) -> str:
     if text.lower() not in ("completed", "dead"):
         raise argparse.ArgumentTypeError(f"invalid state {text!r} (choose completed or dead)")
@@ -165,7 +172,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("--log-file", help="log here, rotated by size (default: stderr)")
 
     if wanted("status"):
-        command(commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True)
+        sub = command(
+            commands, "status", "queuectl.cli.jobs:status", "job counts and live workers", True
+        )
+        sub.add_argument(
+            "--watch",
+            nargs="?",
+            const=2.0,
+            type=_interval,
+            metavar="SECONDS",
+            help="print again every SECONDS (default 2) until Ctrl-C",
+        )
 
     if wanted("list"):
         sub = command(
@@ -178,6 +195,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub = command(commands, "show", "queuectl.cli.jobs:show", "one job and its attempts", True)
         sub.add_argument("id", metavar="ID")
         sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
+        sub.add_argument(
+            "--no-output", action="store_true", help="without the last lines of the output"
+        )
 
     if wanted("wait"):
         sub = command(commands, "wait", "queuectl.cli.wait:wait", "wait until jobs finish", True)

@@ -13,7 +13,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import StoreFactory
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue, wait_exit
-from tests.helpers import CliResult, assert_error, queuectl_executable, wait_until
+from tests.helpers import CliResult, assert_error, queuectl_executable
 from tests.reliability.helpers import cli_database
 
 NO_WORKER = "Warning: no worker is running for this database; start one with queuectl worker start"
@@ -83,6 +83,22 @@ def read_line_within(stream: IO[str], seconds: float) -> str:
     ready, _, _ = select.select([stream], [], [], seconds)
     assert ready, f"no line within {seconds}s"
     return stream.readline()
+
+
+def read_until(fd: int, predicate: Callable[[str], bool], text: str = "") -> str:
+    """`text` and what the pipe `fd` gives, until `predicate` holds or the pipe ends; fail
+    after 20 s. Straight from the descriptor: select() cannot see a file object's buffer."""
+    deadline = time.monotonic() + 20
+    while not predicate(text):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"not seen in 20 s: {text!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            text += chunk.decode()
+    return text
 
 
 # --- wait --------------------------------------------------------------------------------------
@@ -189,3 +205,109 @@ def test_doctor_json(backend: Backend) -> None:
     assert "workers" in [check["name"] for check in document["checks"]]
     text = backend.cli("doctor").stdout
     assert all(check["name"] in text for check in document["checks"])
+
+
+# --- status --watch ------------------------------------------------------------------------------
+WATCH_HEADER = "Every 0.2s: queuectl status"
+
+
+def test_status_watch_piped_prints_frames_one_after_another_until_sigint(queue: Queue) -> None:
+    backend = Backend(queue, {}, "sqlite")
+    watcher = backend.popen("status", "--watch", "0.2")
+    try:
+        assert watcher.stdout is not None and watcher.stderr is not None
+        stdout = watcher.stdout.fileno()
+        received = read_until(stdout, lambda text: text.count(WATCH_HEADER) >= 2)
+        backend.enqueue("true")
+        received = read_until(stdout, lambda text: "pending     1\n" in text, received)
+        watcher.send_signal(signal.SIGINT)
+        assert wait_exit(watcher, 10) == 0  # type: ignore[arg-type]
+        output = read_until(stdout, lambda text: False, received)
+        stderr = read_until(watcher.stderr.fileno(), lambda text: False)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert "\x1b" not in output  # plain frames for a log, no cursor movement
+    assert stderr == ""
+    frames = output.split(WATCH_HEADER)[1:]
+    assert len(frames) >= 3
+    assert all("Jobs:" in frame and "Workers: none running" in frame for frame in frames)
+    assert all(frame.endswith("\n\n") for frame in frames)  # a blank line after each
+
+
+def test_status_watch_redraws_in_place_on_a_terminal_and_exits_0_on_sigint(queue: Queue) -> None:
+    environment = {**os.environ, "QUEUECTL_HOME": str(queue.home)}
+    leader, follower = pty.openpty()
+    try:
+        watcher = subprocess.Popen(
+            [queuectl_executable(), "status", "--watch", "0.2"],
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+            env=environment,
+        )
+    finally:
+        os.close(follower)
+    received = b""
+    try:
+        deadline = time.monotonic() + 20
+        while received.count(b"\x1b[H") < 3:
+            assert time.monotonic() < deadline, f"3 frames not drawn in 20 s: {received!r}"
+            ready, _, _ = select.select([leader], [], [], 1)
+            if ready:
+                received += os.read(leader, 65536)
+        watcher.send_signal(signal.SIGINT)
+        assert wait_exit(watcher, 10) == 0
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(leader)
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    text = received.decode()
+    assert "Traceback" not in text and "Error" not in text, text
+    frames = text.split("\x1b[H")[1:]
+    assert all(WATCH_HEADER in frame and "Jobs:" in frame for frame in frames[:3])
+    assert all("\x1b[J" in frame for frame in frames[:3])  # the rest of the screen cleared
+
+
+def test_status_watch_rejects_a_bad_interval(queue: Queue) -> None:
+    for bad in ("0", "-1", "soon"):
+        assert_error(queue.cli("status", "--watch", bad, check=False), 2)
+
+
+# --- show: the output tail -----------------------------------------------------------------------
+def test_show_ends_with_the_last_lines_of_the_latest_run(backend: Backend) -> None:
+    backend.queue.start(1, env=backend.env)
+    script = "for i in $(seq 1 15); do echo line $i; done; printf '\\033[31mred\\tx\\n'; exit 1"
+    job = backend.enqueue(script, max_retries=2)
+    quiet = backend.enqueue("true")
+    assert backend.cli("wait", job, quiet, check=False).returncode == 1
+    size = sum(len(f"line {i}\n") for i in range(1, 16)) + len("\x1b[31mred\tx\n")
+
+    lines = backend.cli("show", job).stdout.splitlines()
+    header = f"output (last 10 lines of run 2, {size} bytes; queuectl logs {job} for all):"
+    assert lines[-11:] == [header, *(f"line {i}" for i in range(7, 16)), "\\x1b[31mred\\tx"]
+    assert lines[-12] == ""
+    assert lines[-13].startswith("2 ")  # the runs table comes before
+
+    shown = backend.cli("show", job, "--no-output").stdout
+    assert "output" not in shown and "line 15" not in shown
+    assert shown.splitlines()[-1].startswith("2 ")
+    assert "output" not in backend.json("show", job)  # --json: logs --json has no place here
+    assert backend.cli("show", quiet).stdout.splitlines()[-1] == "output of run 1: none"
+
+
+def test_show_prints_a_short_output_whole(queue: Queue) -> None:
+    job = queue.enqueue("echo one; echo two")
+    queue.cli("worker", "run", "--burst")
+    lines = queue.cli("show", job).stdout.splitlines()
+    assert lines[-3:] == ["output of run 1 (8 bytes):", "one", "two"]
