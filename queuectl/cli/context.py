@@ -1,4 +1,4 @@
-"""What every command needs: the store the user pointed at."""
+"""What commands share: the store the user pointed at, and the workers alive on it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,20 @@ from queuectl.paths import resolve_database
 from queuectl.store import open_store
 
 if TYPE_CHECKING:
+    from queuectl.domain import WorkerInfo
     from queuectl.store.base import Store
 
 
 def open_cli_store(args: argparse.Namespace) -> Store:
     """The store named by --db / QUEUECTL_DB / QUEUECTL_HOME, created or migrated as needed."""
     return open_store(resolve_database(args.db))
+
+
+def live_workers(store: Store) -> list[WorkerInfo]:
+    """Workers that heart-beat within the lease: what `status` lists and `wait` counts.
+
+    A worker killed without a chance to unregister counts until its lease runs out.
+    """
+    lease = store.config().lease_seconds
+    now = store.now()
+    return [w for w in store.list_workers() if (now - w.heartbeat_at).total_seconds() < lease]

@@ -1,16 +1,15 @@
-"""Commands that read jobs: init-db, list, show, status, wait, logs, dlq."""
+"""Commands that read jobs: init-db, list, show, status, logs, dlq."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
-from queuectl.cli.context import open_cli_store
+from queuectl.cli.context import live_workers, open_cli_store
 from queuectl.cli.output import print_jobs, print_json, print_table, short_time, shorten
-from queuectl.domain import FINAL_STATES, JobState
+from queuectl.domain import JobState
 from queuectl.errors import InvalidInput, JobNotFound
 from queuectl.escape import escape_text
+from queuectl.store.base import Store
 from queuectl.timeutil import humanize_age
 
 
@@ -22,11 +21,20 @@ def init_db(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     store = open_cli_store(args)
+    if args.watch is None:
+        return print_status(store, args.json)
+    from queuectl.cli.watch import watch
+
+    return watch(
+        lambda: print_status(store, args.json), args.watch, "queuectl status", plain=args.json
+    )
+
+
+def print_status(store: Store, as_json: bool) -> int:
     counts = store.counts()
-    lease = store.config().lease_seconds
     now = store.now()
-    workers = [w for w in store.list_workers() if (now - w.heartbeat_at).total_seconds() < lease]
-    if args.json:
+    workers = live_workers(store)
+    if as_json:
         jobs = {state.value: counts[state] for state in JobState}
         jobs["total"] = sum(counts.values())
         print_json({"jobs": jobs, "workers": [w.to_json() for w in workers]})
@@ -128,33 +136,12 @@ def show(args: argparse.Namespace) -> int:
             ]
         )
     print_table(("RUN", "STARTED", "FINISHED", "DURATION", "RESULT", "WORKER", "ERROR"), rows)
+    if not args.no_output:
+        from queuectl.cli.logs import print_tail
+
+        print()
+        print_tail(store, job.id)
     return 0
-
-
-def wait(args: argparse.Namespace) -> int:
-    store = open_cli_store(args)
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    waiting = list(dict.fromkeys(args.ids))
-    failed = False
-    while True:
-        still = []
-        for job_id in waiting:
-            job = store.get_job(job_id)
-            if job is None:
-                sys.stderr.write(f"Error: no job with id {job_id!r}\n")
-                failed = True
-            elif job.state in FINAL_STATES:
-                failed = failed or job.state is JobState.DEAD
-            else:
-                still.append(job_id)
-        waiting = still
-        if not waiting:
-            return 1 if failed else 0
-        if deadline is not None and time.monotonic() >= deadline:
-            sys.stderr.write(f"Error: timed out waiting for {escape_text(', '.join(waiting))}\n")
-            return 124
-        pause = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-        store.wait_for_jobs(pause, lambda: False)
 
 
 def logs(args: argparse.Namespace) -> int:
@@ -178,11 +165,15 @@ def dlq_retry(args: argparse.Namespace) -> int:
         raise InvalidInput("give job ids or --all (not both)")
     store = open_cli_store(args)
     if args.all:
-        count = store.retry_all_dead()
-        print(f"{count} job(s) moved from the DLQ to pending.")
-        return 0
-    ids = list(dict.fromkeys(args.ids))
-    store.retry_dead(ids)
-    for job_id in ids:
-        print(f"Job {job_id!r} moved from the DLQ to pending.")
+        ids = store.retry_all_dead()
+    else:
+        ids = list(dict.fromkeys(args.ids))
+        store.retry_dead(ids)
+    if args.json:
+        print_json(ids)
+    elif args.all:
+        print(f"{len(ids)} job(s) moved from the DLQ to pending.")
+    else:
+        for job_id in ids:
+            print(f"Job {job_id!r} moved from the DLQ to pending.")
     return 0

@@ -1,4 +1,5 @@
-"""`queuectl logs ID [--attempt N] [--follow] [--raw]`: a run's captured output, from any host."""
+"""A run's captured output, from any host: `queuectl logs ID [--attempt N] [--follow] [--raw]`,
+and the last lines of it that end `queuectl show ID`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import sys
 
 from queuectl.domain import RunOutput
 from queuectl.errors import JobNotFound, OperationFailed
-from queuectl.escape import escape_output
+from queuectl.escape import escape_output, escape_text
 from queuectl.store.base import Store
 
 _FOLLOW_POLL_SECONDS = 0.25
+# Lines of the latest run's output at the end of `show`: enough for the error that ended
+# it and its context, few enough that the job's fields stay on the screen.
+TAIL_LINES = 10
 
 
 class _Printer:
@@ -66,3 +70,29 @@ def show_logs(
             output = latest
             printer.show(output)
     return 0
+
+
+def print_tail(store: Store, job_id: str) -> None:
+    """The last TAIL_LINES lines of the latest run's output, under a header saying what they are.
+
+    Escaped as every line of `show` is (tabs too): they are part of its text, on a terminal
+    or not. `logs` is for the output as written.
+    """
+    output = store.get_output(job_id)
+    if output is None:
+        return
+    running = "" if output.finished else ", still running"
+    if output.total_bytes == 0:
+        print(f"output of run {output.n}: none{running}")
+        return
+    # Split on newlines only: a \r (a progress bar) stays in its line, escaped.
+    lines = output.data.decode("utf-8", errors="replace").removesuffix("\n").split("\n")
+    if len(lines) > TAIL_LINES or len(output.data) < output.total_bytes:
+        print(
+            f"output (last {min(len(lines), TAIL_LINES)} lines of run {output.n}, "
+            f"{output.total_bytes} bytes{running}; queuectl logs {escape_text(job_id)} for all):"
+        )
+    else:
+        print(f"output of run {output.n} ({output.total_bytes} bytes{running}):")
+    for line in lines[-TAIL_LINES:]:
+        print(escape_text(line))

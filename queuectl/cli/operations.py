@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 from queuectl.cli.context import open_cli_store
-from queuectl.cli.output import print_table
+from queuectl.cli.output import print_json, print_table
 from queuectl.domain import JobState
 from queuectl.escape import escape_text
 from queuectl.timeutil import humanize_age, parse_duration
@@ -96,6 +96,17 @@ def doctor(args: argparse.Namespace) -> int:
             + ", ".join(stale)
             + "; start a worker so their jobs are recovered"
         )
+    if args.json:
+        checks_json = [{"name": n, "ok": status == "ok", "detail": d} for n, status, d in rows]
+        print_json(
+            {
+                "database": store.description,
+                "healthy": not advice,
+                "checks": checks_json,
+                "advice": advice,
+            }
+        )
+        return 1 if advice else 0
     print(f"Database: {escape_text(store.description)}")
     print_table(("CHECK", "STATUS", "DETAIL"), rows)
     if advice:

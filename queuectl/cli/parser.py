@@ -112,6 +112,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _interval(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0.1 seconds")
+    return value
+
+
 def _final_state(text: str) -> str:
     if text.lower() not in ("completed", "dead"):
         raise argparse.ArgumentTypeError(f"invalid state {text!r} (choose completed or dead)")
@@ -369,13 +376,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         )
 
     if wanted("status"):
-        command(
+        sub = command(
             commands,
             "status",
             "queuectl.cli.jobs:status",
             "job counts and live workers",
             True,
-            epilog=_examples("queuectl status", "queuectl status --json"),
+            epilog=_examples("queuectl status", "queuectl status --watch 5"),
+        )
+        sub.add_argument(
+            "--watch",
+            nargs="?",
+            const=2.0,
+            type=_interval,
+            metavar="SECONDS",
+            help="print again every SECONDS (default 2) until Ctrl-C",
         )
 
     if wanted("list"):
@@ -407,19 +422,26 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         )
         sub.add_argument("id", metavar="ID")
         sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
+        sub.add_argument(
+            "--no-output", action="store_true", help="without the last lines of the output"
+        )
 
     if wanted("wait"):
         sub = command(
             commands,
             "wait",
-            "queuectl.cli.jobs:wait",
+            "queuectl.cli.wait:wait",
             "wait until jobs finish",
+            True,
             epilog=_examples(
-                'id=$(queuectl enqueue \'{"command": "make test"}\') && queuectl wait "$id"',
-                "queuectl wait build deploy --timeout 600",
+                'id=$(queuectl add -- make test) && queuectl wait "$id"',
+                "queuectl wait --all --timeout 10m",
             ),
         )
-        sub.add_argument("ids", nargs="+", metavar="ID")
+        sub.add_argument("ids", nargs="*", metavar="ID")
+        sub.add_argument(
+            "--all", action="store_true", help="the jobs waiting or running now (not later ones)"
+        )
         sub.add_argument(
             "--timeout", type=_seconds, metavar="SECONDS", help="give up after SECONDS (exit 124)"
         )
@@ -462,6 +484,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "retry",
             "queuectl.cli.jobs:dlq_retry",
             "move dead jobs to pending",
+            True,
             epilog=_examples("queuectl dlq retry backup", "queuectl dlq retry --all"),
         )
         sub.add_argument("ids", nargs="*", metavar="ID")
@@ -486,6 +509,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "get",
             "queuectl.cli.settings:config_get",
             "one key",
+            True,
             epilog=_examples("queuectl config get backoff-base"),
         )
         sub.add_argument("key", metavar="KEY")
@@ -540,7 +564,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "doctor",
             "queuectl.cli.operations:doctor",
             "check database and workers",
-            epilog=_examples("queuectl doctor"),
+            True,
+            epilog=_examples("queuectl doctor", "queuectl doctor --json"),
         )
 
     if wanted("stats"):

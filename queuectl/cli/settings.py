@@ -21,7 +21,11 @@ def config_list(args: argparse.Namespace) -> int:
 def config_get(args: argparse.Namespace) -> int:
     setting = settings.lookup(args.key)
     values = settings.effective_values(open_cli_store(args).stored_config())
-    print(values[setting.key])
+    if args.json:
+        # The object config list --json prints, with this key only: the key is canonical.
+        print_json({setting.key: _typed(values[setting.key])})
+    else:
+        print(values[setting.key])
     return 0
 
 

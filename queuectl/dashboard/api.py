@@ -122,7 +122,7 @@ class Api:
             raise InvalidInput('send {"ids": ["..."]} or {"all": true}')
         ids, everything = body.get("ids"), body.get("all", False)
         if everything is True and ids is None:
-            return _json({"retried": self._store().retry_all_dead()})
+            return _json({"retried": len(self._store().retry_all_dead())})
         if (
             everything is not False
             or not isinstance(ids, list)

@@ -92,6 +92,14 @@ class Store(Producer, Protocol):
         """Jobs in enqueue order, oldest first."""
         ...
 
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """The state of each of these jobs that exists, in one query (`wait` polls many)."""
+        ...
+
+    def unfinished_job_ids(self) -> list[str]:
+        """Ids of every job not in a final state, oldest first, as of one instant."""
+        ...
+
     def counts(self) -> dict[JobState, int]:
         """Jobs per state, without scanning the jobs."""
         ...
@@ -108,8 +116,8 @@ class Store(Producer, Protocol):
         """
         ...
 
-    def retry_all_dead(self) -> int:
-        """Move every dead job to pending; return how many."""
+    def retry_all_dead(self) -> list[str]:
+        """Move every dead job to pending; return their ids."""
         ...
 
     # --- operations ----------------------------------------------------------

@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from queuectl.domain import (
+    FINAL_STATES,
     Claim,
     FinishedRun,
     FinishResult,
@@ -204,6 +205,18 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
         rows = self._link.run(lambda conn: conn.execute(query, params).fetchall())
         return [_job_from_row(row) for row in rows]
 
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        wanted = [job_id for job_id in job_ids if "\0" not in job_id]  # none can hold one
+        rows = self._link.run(lambda conn: conn.execute(q.JOB_STATES, (wanted,)).fetchall())
+        return {row[0]: JobState(row[1]) for row in rows}
+
+    def unfinished_job_ids(self) -> list[str]:
+        unfinished = [s.value for s in JobState if s not in FINAL_STATES]
+        rows = self._link.run(
+            lambda conn: conn.execute(q.UNFINISHED_JOB_IDS, (unfinished,)).fetchall()
+        )
+        return [row[0] for row in rows]
+
     def counts(self) -> dict[JobState, int]:
         rows = self._link.run(lambda conn: conn.execute(q.COUNTS).fetchall())
         if sum(row[2] for row in rows) > _COMPACT_ROWS:
@@ -241,9 +254,10 @@ class PostgresStore(PostgresInsights, PostgresMaintenance):
 
         self._link.run(retry, committed)
 
-    def retry_all_dead(self) -> int:
-        # Safe to repeat after a dropped connection; the count is then the second try's.
-        return self._link.run(lambda conn: conn.execute(q.RETRY_ALL_DEAD).rowcount)
+    def retry_all_dead(self) -> list[str]:
+        # Safe to repeat after a dropped connection; the ids are then the second try's.
+        rows = self._link.run(lambda conn: conn.execute(q.RETRY_ALL_DEAD).fetchall())
+        return [row[0] for row in rows]
 
     # --- workers ----------------------------------------------------------------------
     def register_worker(self, worker: WorkerInfo) -> None:

@@ -52,6 +52,9 @@ RUN_OUTPUT = "SELECT output, output_total FROM runs WHERE job_id = %s AND n = %s
 IS_RUNNING = "SELECT 1 FROM jobs WHERE id = %s AND state = 'processing' AND runs_total = %s"
 LIST_JOBS = f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY seq LIMIT %s"
 LIST_JOBS_IN_STATE = f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = %s ORDER BY seq LIMIT %s"
+JOB_STATES = "SELECT id, state FROM jobs WHERE id = ANY(%s)"
+# By the unfinished states: the (state, seq) index skips the completed jobs.
+UNFINISHED_JOB_IDS = "SELECT id FROM jobs WHERE state = ANY(%s) ORDER BY seq"
 COUNTS = "SELECT state, sum(n), count(*) FROM job_counts GROUP BY state"
 # Folds the counter deltas into one row per state; SKIP LOCKED: never waits for another.
 COMPACT_COUNTS = """
@@ -74,7 +77,7 @@ WHERE id = ANY(%s)
 """
 RETRY_ALL_DEAD = """
 UPDATE jobs SET state = 'pending', attempts = 0, run_at = now(), updated_at = now()
-WHERE state = 'dead'
+WHERE state = 'dead' RETURNING id
 """
 COUNT_STILL_DEAD = """
 SELECT count(*), count(*) FILTER (WHERE state = 'dead') FROM jobs WHERE id = ANY(%s)

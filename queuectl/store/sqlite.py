@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from queuectl.domain import (
+    FINAL_STATES,
     Claim,
     FinishedRun,
     FinishResult,
@@ -242,6 +243,26 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
         return [_job_from_row(row) for row in self._conn.execute(sql, params)]
 
     @translating
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        # One JSON parameter: any number of ids, where `IN (?, ?, ...)` stops at 32,766.
+        rows = self._conn.execute(
+            "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(job_ids)),),
+        ).fetchall()
+        return {row[0]: JobState(row[1]) for row in rows}
+
+    @translating
+    def unfinished_job_ids(self) -> list[str]:
+        # By the unfinished states, not "not final": the (state, seq) index skips the
+        # completed jobs, usually most of the table.
+        unfinished = json.dumps([s.value for s in JobState if s not in FINAL_STATES])
+        rows = self._conn.execute(
+            "SELECT id FROM jobs WHERE state IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            (unfinished,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    @translating
     def counts(self) -> dict[JobState, int]:
         rows = dict(self._conn.execute("SELECT state, n FROM job_counts").fetchall())
         return {state: int(rows.get(state.value, 0)) for state in JobState}
@@ -273,15 +294,15 @@ class SqliteStore(SqliteProducer, SqliteInsights, SqliteMaintenance):
                 )
 
     @translating
-    def retry_all_dead(self) -> int:
+    def retry_all_dead(self) -> list[str]:
         now = self._now_us()
         with self._write() as conn:
-            cursor = conn.execute(
+            rows = conn.execute(
                 "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ? "
-                "WHERE state = 'dead'",
+                "WHERE state = 'dead' RETURNING id",
                 (now, now),
-            )
-            return cursor.rowcount
+            ).fetchall()
+            return [row[0] for row in rows]
 
     # --- workers ------------------------------------------------------------------------
     @translating

@@ -57,6 +57,8 @@ def every_call(
         ("get_runs", lambda: store.get_runs("doomed")),
         ("get_output", lambda: store.get_output("doomed")),
         ("list_jobs", store.list_jobs),
+        ("job_states", lambda: store.job_states(["doomed", "waiting-0"])),
+        ("unfinished_job_ids", store.unfinished_job_ids),
         ("counts", store.counts),
         ("next_run_at", store.next_run_at),
         ("now", store.now),

@@ -221,7 +221,7 @@ def test_counts_follow_every_transition(store: Store) -> None:
     }
     assert store.counts() == expected
     assert sum(expected.values()) == len(store.list_jobs())
-    assert store.retry_all_dead() == 1
+    assert len(store.retry_all_dead()) == 1
     assert store.counts()[JobState.DEAD] == 0
     assert store.counts()[JobState.PENDING] == 2
 
@@ -703,13 +703,13 @@ def test_retry_dead_is_all_or_nothing(store: Store, culprit: str, error: type) -
 
 def test_retry_all_dead(store: Store) -> None:
     store.register_worker(worker_info("w"))
-    assert store.retry_all_dead() == 0
+    assert store.retry_all_dead() == []
     _dead(store, "d1", "d2", "d3")
     store.enqueue([new_job("p")])
     done = store.claim("w")
     assert done is not None and done.job.id == "p"
     assert store.finish(done, SUCCESS).recorded
-    assert store.retry_all_dead() == 3
+    assert sorted(store.retry_all_dead()) == ["d1", "d2", "d3"]
     assert store.list_jobs(JobState.DEAD) == []
     assert {job.id: (job.state, job.attempts) for job in store.list_jobs()} == {
         "d1": (JobState.PENDING, 0),
@@ -717,7 +717,27 @@ def test_retry_all_dead(store: Store) -> None:
         "d3": (JobState.PENDING, 0),
         "p": (JobState.COMPLETED, 1),
     }
-    assert store.retry_all_dead() == 0
+    assert store.retry_all_dead() == []
+
+
+def test_job_states_and_unfinished_job_ids(store: Store) -> None:
+    """What `wait` reads: the states of many jobs at once, and the unfinished ones."""
+    store.register_worker(worker_info("w"))
+    assert store.unfinished_job_ids() == []
+    assert store.job_states([]) == {}
+    _dead(store, "d")
+    store.enqueue([new_job("done"), new_job("running"), new_job("waiting")])
+    done = store.claim("w")
+    assert done is not None and done.job.id == "done"
+    assert store.finish(done, SUCCESS).recorded
+    assert store.claim("w") is not None  # "running"
+    assert store.unfinished_job_ids() == ["running", "waiting"]
+    assert store.job_states(["waiting", "d", "done", "running", "nope", "a\0b"]) == {
+        "waiting": JobState.PENDING,
+        "d": JobState.DEAD,
+        "done": JobState.COMPLETED,
+        "running": JobState.PROCESSING,
+    }
 
 
 # --- configuration -----------------------------------------------------------------------
