@@ -48,6 +48,10 @@ def start(scratch: str) -> int:
             pass_fds=(read_end,),
             # Its own session: a signal to the worker's process group does not reach it.
             start_new_session=True,
+            # Nothing of the worker's environment (QUEUECTL_DB and the rest): it needs
+            # none, and whatever looks for a queue's processes by QUEUECTL_HOME finds
+            # the worker and its jobs only.
+            env={key: os.environ[key] for key in _PYTHON_VARIABLES if key in os.environ},
         )
         launcher.wait()
     except BaseException:
@@ -58,6 +62,8 @@ def start(scratch: str) -> int:
     return write_end
 
 
+# What the interpreter needs to find queuectl where it is not installed.
+_PYTHON_VARIABLES = ("PYTHONPATH", "PYTHONHOME")
 # $0 is the Python interpreter; "$@" the pipe's read end and the scratch directory.
 _DETACH = 'exec "$0" -m queuectl.worker.watchdog "$@" </dev/null >/dev/null &'
 

@@ -458,7 +458,7 @@ def test_show_lists_every_attempt(queue: Queue) -> None:
     assert {run["worker_id"] for run in runs} == {worker_id}
     assert all(duration(run) >= 0 for run in runs)
 
-    text = queue.cli("show", flaky).stdout.splitlines()
+    text = queue.cli("show", flaky, "--no-output").stdout.splitlines()
     header = next(i for i, line in enumerate(text) if line.startswith("RUN "))
     assert re.split(r"\s{2,}", text[header]) == [
         "RUN", "STARTED", "FINISHED", "DURATION", "RESULT", "WORKER", "ERROR"
@@ -480,5 +480,5 @@ def test_show_lists_every_attempt(queue: Queue) -> None:
     assert (run["signal"], run["exit_code"]) == (9, None)
     assert dead["exit_code"] is None
     assert "signal 9" in dead["last_error"]
-    last_line = queue.cli("show", killed).stdout.splitlines()[-1]
+    last_line = queue.cli("show", killed, "--no-output").stdout.splitlines()[-1]
     assert re.split(r"\s{2,}", last_line)[4] == "signal 9"

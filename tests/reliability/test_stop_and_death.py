@@ -25,7 +25,7 @@ from queuectl.store import Store
 from tests.conftest import StoreFactory
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, is_running, sleepers, unique_token
 from tests.helpers import queuectl_executable
-from tests.reliability.helpers import cli_database, cmdline_of, environment_of, log_problems
+from tests.reliability.helpers import cli_database, cmdline_of, log_problems
 
 
 @dataclass
@@ -81,12 +81,12 @@ def _watchdogs(home: Path) -> dict[str, int]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        argv = cmdline_of(int(name))
+        argv = [arg for arg in cmdline_of(int(name)) if arg]
         if "queuectl.worker.watchdog" not in argv:
             continue
-        env = environment_of(int(name)) or {}
-        if env.get("QUEUECTL_HOME") == str(home) and is_running(int(name)):
-            found[os.path.basename(argv[-2] if argv[-1] == "" else argv[-1])] = int(name)
+        scratch = argv[-1]
+        if os.path.dirname(scratch) == str(home / "run") and is_running(int(name)):
+            found[os.path.basename(scratch)] = int(name)
     return found
 
 
