@@ -23,12 +23,11 @@ from queuectl.paths import DatabaseLocation, ensure_private_dir, queuectl_home
 from queuectl.store.base import Store
 from queuectl.worker import procinfo
 from queuectl.worker.runtime import (
-    DATABASE_FILE,
     FORCE_SIGNAL,
     STOP_SIGNALS,
     host_name,
 )
-from queuectl.worker.watchdog import RUN_FILE
+from queuectl.worker.scratch import DATABASE_FILE, RUN_FILE
 
 REGISTRATION_TIMEOUT = 20.0
 # A worker still alive and registered this long after it registered has started: what

@@ -12,11 +12,8 @@ watchdog process (watchdog.py) ends the running job should the worker die.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import logging
 import os
-import re
 import shutil
 import signal
 import threading
@@ -34,45 +31,28 @@ from queuectl.domain import (
     HeartbeatReply,
     JobState,
     LostRun,
-    Outcome,
-    OutcomeKind,
     RecoveredJob,
     WorkerInfo,
 )
 from queuectl.errors import QueuectlError
 from queuectl.settings import Config
 from queuectl.store.base import LostRunFate, Store
-from queuectl.worker import procinfo, watchdog
+from queuectl.worker import procinfo, scratch, watchdog
 from queuectl.worker.executor import SLOW_SECONDS, Executor
 from queuectl.worker.output import OutputCapture
-from queuectl.worker.watchdog import OUTPUT_FILE, RUN_FILE
 
 log = logging.getLogger("queuectl.worker")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # `worker stop --force`: interrupt the running job at once.
 FORCE_SIGNAL = signal.SIGUSR1
-# In the worker's scratch directory, RUN_FILE: "RUN 0 JOB_ID\n" of the job started last,
-# written before it starts (the 0 stands where the pid once was; what follows the line is
-# stale). OUTPUT_FILE: the running job's output. FINISHED_FILE: the outcomes of runs
-# that ended and are not yet recorded in the store, one JSON line each, so that a
-# recoverer records them should the worker die (see settle()).
-FINISHED_FILE = "finished"
-# Also there: which database the worker serves (one QUEUECTL_HOME may serve several).
-DATABASE_FILE = "database"
 # Jobs purged per heartbeat tick under the `retention` setting: a short transaction.
 _RETENTION_BATCH = 200
 # Short jobs never publish live output: the finished run carries it.
 _PUBLISH_AFTER_SECONDS = 0.5
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Event.wait() overflows past threading.TIMEOUT_MAX (about 292 years): huge lease_seconds
 # and poll_interval settings are valid, so the wait between heartbeats is capped.
 _MAX_HEARTBEAT_INTERVAL = 60.0
-# A scratch directory with no run file this long after it was made is a dead worker's.
-_HALF_MADE_SCRATCH_SECONDS = 10.0
-# A dead worker's scratch of another database this old is removed by any worker (as
-# worker logs are): no recovery waits a week to read it.
-_ABANDONED_SCRATCH_SECONDS = 7 * 86_400.0
 # While the database fails, the heartbeat thread says so at most this often.
 _FAILURE_LOG_SECONDS = 60.0
 
@@ -117,8 +97,6 @@ class Worker:
         self.store = open_store()
         self.flags = StopFlags()
         self.scratch = scratch_root / worker_id
-        self._run_file = -1
-        self._finished_file = -1
         self._running: tuple[Claim, float] | None = None  # read by the heartbeat thread
         # Claimed in one go with others and not yet started, and when they were claimed.
         self._held: deque[Claim] = deque()
@@ -131,8 +109,7 @@ class Worker:
         self._renewed_at = 0.0
         # The store knows that this worker is stopping (see _beat).
         self._stop_published = False
-        # Dead workers' scratch directories whose leftover processes were ended.
-        self._leftovers_ended: set[str] = set()
+        self._sweeper = scratch.Sweeper(str(scratch_root), worker_id, self.store.description)
         # The heartbeat thread's store: set once it is open (or failed to open, see run()).
         self._heartbeat_opened = threading.Event()
         self._heartbeat_error: BaseException | None = None
@@ -185,32 +162,13 @@ class Worker:
             self._heartbeat_go.set()  # the heartbeat thread ends
             raise
         self._renewed_at = time.monotonic()
-        self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # The run file and its flock first: a scratch without them is one whose worker
-        # died in the moment after mkdir, and the sweep removes it (see _sweep_scratch).
-        self._run_file = os.open(
-            self.scratch / RUN_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-        )
-        # Held for life, frozen or not: no other worker sweeps this scratch away.
-        fcntl.flock(self._run_file, fcntl.LOCK_EX)
-        with open(
-            os.open(
-                self.scratch / DATABASE_FILE,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                0o600,
-            ),
-            "w",
-        ) as database_file:
-            database_file.write(self.store.description)
+        self._notes = scratch.OwnNotes(str(self.scratch), self.store.description)
         # Kept open for life, never written: its closing is what tells the watchdog.
         watchdog_pipe = watchdog.start(str(self.scratch))
-        self.capture = OutputCapture(self.scratch / OUTPUT_FILE, self.store.config().output_limit)
-        executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
-        self._finished_file = os.open(
-            self.scratch / FINISHED_FILE,
-            os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
-            0o600,
+        self.capture = OutputCapture(
+            self.scratch / scratch.OUTPUT_FILE, self.store.config().output_limit
         )
+        executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
         self._heartbeat_go.set()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
         done = 0
@@ -252,7 +210,6 @@ class Worker:
             self.flags.exiting.set()
             heartbeat.join(timeout=5)
             executor.close()
-            os.close(self._finished_file)
             unrecorded = bool(self._finished or self._held)
             if unrecorded:
                 # The database failed before the last outcomes were recorded: the notes in
@@ -268,7 +225,7 @@ class Worker:
                 )
             else:
                 shutil.rmtree(self.scratch, ignore_errors=True)
-            os.close(self._run_file)
+            self._notes.close()
             os.close(watchdog_pipe)
             if not unrecorded:
                 # Last: with a failing database this raises, and the scratch is gone already.
@@ -290,10 +247,7 @@ class Worker:
         self._finished = []
         if release:
             self._held.clear()
-        # Should this fail, the lines left name runs no longer processing: a recoverer
-        # skips them.
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._finished_file, 0)
+        self._notes.recorded()
         for lost in settled.discarded:
             log.warning(
                 "outcome of job %s run %d discarded: the lease was lost and the job taken over",
@@ -341,10 +295,7 @@ class Worker:
         """Run the job and keep its outcome for the next settle(). True if it was short."""
         job = claim.job
         log.debug("run %d of job %s started", claim.run_no, job.id)
-        # Noted before it starts: a recoverer then knows that the jobs this worker
-        # holds and did not note never started (see _end_lost_run). Its pid is not
-        # noted (two system calls a job): a recoverer finds the run's shell in /proc.
-        os.pwrite(self._run_file, f"{claim.run_no} 0 {job.id}\n".encode(), 0)
+        self._notes.starting(claim.run_no, job.id)
         self.capture.limit = self.store.config().output_limit
         started = time.monotonic()
         self._running = (claim, started)
@@ -362,9 +313,7 @@ class Worker:
             claim, outcome, output, total, began_at, began_at + timedelta(seconds=ended - started)
         )
         self._finished.append(done)
-        # Should this fail, a recoverer would run the job again: at least once, never lost.
-        with contextlib.suppress(OSError):
-            os.write(self._finished_file, _finished_line(done))
+        self._notes.finished(done)
         log.debug("run %d of job %s: %s", claim.run_no, job.id, outcome.error or "succeeded")
         return ended - started < SLOW_SECONDS
 
@@ -432,7 +381,8 @@ class Worker:
             store.request_stop([self.id])
             self._stop_published = True
         store.recover_expired(config.lease_seconds, self._end_lost_run)
-        self._sweep_scratch(store)
+        for dead in self._sweeper.sweep(lambda: {w.id for w in store.list_workers()}):
+            log.warning("ended the leftover processes of dead worker %s", dead)
         store.maintain()
         self._publish_output(store)
         self._apply_retention(store, config.retention)
@@ -458,123 +408,11 @@ class Worker:
         if snapshot is not None:
             store.publish_output(running[0], *snapshot)
 
-    def _sweep_scratch(self, store: Store) -> None:
-        """Remove the scratch of workers that died, once recovered (a worker killed while
-        idle has no job whose recovery would remove it). A live worker, even one frozen
-        past its lease, holds the flock on its run file; a dead one still registered may
-        yet be recovered, which reads that file. Workers register before they create
-        their scratch, so a starting worker is never mistaken for a dead one. Only workers
-        of this database: another's may still need its files for its own recovery."""
-        registered: set[str] | None = None
-        for entry in os.scandir(self.scratch.parent):
-            if entry.name == self.id:
-                continue
-            try:
-                fd = os.open(os.path.join(entry.path, RUN_FILE), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                # No run file: its worker died between mkdir and creating it, so no job
-                # ever started there and it holds nothing a recovery reads. A worker
-                # still starting (of any database) makes the file within microseconds.
-                if _older_than(entry.path, _HALF_MADE_SCRATCH_SECONDS):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                continue
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # alive
-            finally:
-                os.close(fd)
-            if entry.name not in self._leftovers_ended:
-                # Its watchdog normally did this as it died; whoever recovers its job (a
-                # worker on another host, maybe), no run of it outlives it on this host.
-                self._leftovers_ended.add(entry.name)
-                if watchdog.end_leftover_run(entry.path):
-                    log.warning("ended the leftover processes of dead worker %s", entry.name)
-            try:
-                if Path(entry.path, DATABASE_FILE).read_text() != store.description:
-                    # Another database's (or one named before addresses were redacted as
-                    # they are now): its own workers sweep it; after a week, anyone.
-                    if _older_than(entry.path, _ABANDONED_SCRATCH_SECONDS):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    continue
-            except OSError:
-                continue
-            if registered is None:
-                registered = {worker.id for worker in store.list_workers()}
-            if entry.name not in registered:
-                shutil.rmtree(entry.path, ignore_errors=True)
-                self._leftovers_ended.discard(entry.name)
-
     def _end_lost_run(self, job: RecoveredJob) -> LostRunFate:
         """Before a lost job runs again, end its processes if they ran on this host, and
-        tell from the lost worker's notes whether its run ended or never started."""
+        tell from the lost worker's notes whether its run ended or never started. Its
+        scratch goes in the sweep, once the worker is dead and unregistered."""
         log.warning("job %s recovered from lost worker %s", job.job_id, job.worker_id)
-        if (
-            job.worker_host != self.host
-            or not job.worker_id
-            or not _SAFE_ID.fullmatch(job.worker_id)
-        ):
+        if job.worker_host != self.host:
             return LostRun.LOST
-        lost_scratch = self.scratch.parent / job.worker_id
-        outcome = _finished_outcome(lost_scratch / FINISHED_FILE, job.job_id, job.run_no)
-        if outcome is not None:
-            return outcome  # it ended; the worker died before recording it
-        leader: int | None = None
-        try:
-            note = (lost_scratch / RUN_FILE).read_text().split("\n", 1)[0]
-            run_no, pid, job_id = note.split(" ", 2)
-            if job_id != job.job_id or int(run_no) != job.run_no:
-                # The note is written before each start: this one was held, never started.
-                return LostRun.NOT_STARTED
-            leader = int(pid) or None
-        except (OSError, ValueError):
-            pass
-        if leader is None:
-            # Its shell, if it started and outlived the worker.
-            leader = procinfo.find_run_leader(lost_scratch / OUTPUT_FILE, job.job_id, job.run_no)
-        if leader is not None and procinfo.kill_job_group(leader, job.job_id, job.run_no):
-            log.warning("ended the leftover processes of job %s", job.job_id)
-        # Its scratch goes in _sweep_scratch, once the worker is dead and unregistered.
-        return LostRun.LOST
-
-
-def _older_than(path: str, seconds: float) -> bool:
-    try:
-        return time.time() - os.stat(path).st_mtime > seconds
-    except OSError:
-        return False
-
-
-def _finished_line(done: FinishedRun) -> bytes:
-    outcome = done.outcome
-    if outcome.succeeded:  # most lines: kept cheap to write
-        return f"{done.claim.run_no} {done.claim.job.id}\n".encode()
-    fields = [outcome.kind.value, outcome.exit_code, outcome.signal, outcome.error]
-    return f"{done.claim.run_no} {done.claim.job.id} {json.dumps(fields)}\n".encode()
-
-
-def _finished_outcome(path: Path, job_id: str, run_no: int) -> Outcome | None:
-    """The outcome a lost worker noted for this run before it died, if it did.
-
-    Lines are "RUN JOB_ID" for a success, "RUN JOB_ID [kind, exit, signal, error]"
-    otherwise (job ids hold no whitespace).
-    """
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        noted_run, _, rest = line.partition(" ")
-        noted_id, _, fields = rest.partition(" ")
-        if (noted_id, noted_run) != (job_id, str(run_no)):
-            continue
-        if not fields:
-            return Outcome(OutcomeKind.SUCCEEDED, exit_code=0)
-        try:
-            kind, exit_code, signal_no, error = json.loads(fields)
-            return Outcome(OutcomeKind(kind), exit_code, signal_no, error)
-        except (ValueError, TypeError):
-            return None  # a line cut short by the kill
-    return None
+        return scratch.lost_run_fate(str(self.scratch.parent), job)

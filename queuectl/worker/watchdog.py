@@ -24,11 +24,7 @@ import signal
 import sys
 import time
 
-from queuectl.worker import procinfo
-
-# In the worker's scratch directory (the names runtime.py gives them).
-RUN_FILE = "current-run"
-OUTPUT_FILE = "output"
+from queuectl.worker.scratch import end_leftover_run
 
 
 def start(scratch: str) -> int:
@@ -66,19 +62,6 @@ def start(scratch: str) -> int:
 _PYTHON_VARIABLES = ("PYTHONPATH", "PYTHONHOME")
 # $0 is the Python interpreter; "$@" the pipe's read end and the scratch directory.
 _DETACH = 'exec "$0" -m queuectl.worker.watchdog "$@" </dev/null >/dev/null &'
-
-
-def end_leftover_run(scratch: str) -> bool:
-    """End the processes of the run a dead worker noted last, if they still run.
-    True if a process group was ended."""
-    try:
-        with open(os.path.join(scratch, RUN_FILE), encoding="utf-8") as note:
-            run_no, _pid, job_id = note.readline().rstrip("\n").split(" ", 2)
-        run = int(run_no)
-    except (OSError, ValueError):
-        return False  # no run started yet
-    leader = procinfo.find_run_leader(os.path.join(scratch, OUTPUT_FILE), job_id, run)
-    return leader is not None and procinfo.kill_job_group(leader, job_id, run)
 
 
 def _watch(fd: int, scratch: str) -> None:

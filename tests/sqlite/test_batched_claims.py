@@ -12,7 +12,8 @@ import pytest
 
 from queuectl.domain import JobState, LostRun, Outcome, OutcomeKind
 from queuectl.store.sqlite import SqliteStore
-from queuectl.worker.runtime import FINISHED_FILE, RUN_FILE, Worker
+from queuectl.worker.runtime import Worker
+from queuectl.worker.scratch import FINISHED_FILE, RUN_FILE
 from tests.helpers import new_job, worker_info
 
 HOST = socket.gethostname()
