@@ -13,7 +13,7 @@ import pytest
 from queuectl.domain import JobState, LostRun, Outcome, OutcomeKind
 from queuectl.store.sqlite import SqliteStore
 from queuectl.worker.runtime import Worker
-from queuectl.worker.scratch import FINISHED_FILE, RUN_FILE
+from queuectl.worker.scratch import FINISHED_FILE, RUN_FILE, Sweeper
 from tests.helpers import new_job, worker_info
 
 HOST = socket.gethostname()
@@ -130,8 +130,7 @@ def test_a_scratch_left_without_its_run_file_is_swept_once_old(
         directory.mkdir(parents=True)
     an_hour_ago = time.time() - 3600
     os.utime(old, (an_hour_ago, an_hour_ago))
-    sweeper = Worker(lambda: store, "sweeper", scratch)
-    sweeper._sweep_scratch(store)
+    Sweeper(str(scratch), "sweeper", store.description).sweep(set)
     assert sorted(p.name for p in scratch.iterdir()) == ["starting"]
 
 
