@@ -3,13 +3,14 @@
 Start-up time matters: one `queuectl enqueue` (or `add`) process per job is a
 common pattern, and the enqueue itself (one INSERT, one fsync) takes about a
 millisecond. So the common forms of `enqueue` and `add` are read here by hand
-(_plain_enqueue, _plain_add): argparse, with the gettext, locale and shutil it imports
-and the parser it builds, costs several times that. Everything else, help and
-every error included, goes to the argparse parser (queuectl.cli.parser), so
-usage lines, `Error:` lines and exit codes are argparse's as before. Each
-handler module is imported when its command runs, and it imports only what
-that command needs; nothing on the enqueue path imports `typing` (see
-queuectl/records.py).
+(_plain_enqueue, _plain_add): argparse, with the gettext, locale and shutil it
+imports and the parser it builds, costs several times that. The options they
+read are argparse's, declared once (queuectl.cli.names; add's in
+queuectl.cli.add). Everything else, help and every error included, goes to the
+argparse parser (queuectl.cli.parser), so usage lines, `Error:` lines and exit
+codes are argparse's as before. Each handler module is imported when its
+command runs, and it imports only what that command needs; nothing on the
+enqueue path imports `typing` (see queuectl/records.py).
 """
 
 from __future__ import annotations
