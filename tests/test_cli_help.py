@@ -18,7 +18,16 @@ BIN = Path(sys.executable).parent
 QUEUECTL = str(BIN / "queuectl") if (BIN / "queuectl").exists() else shutil.which("queuectl")
 
 # Modules that only running a command may need, never parsing its arguments.
-HEAVY = ("click", "psycopg", "sqlite3", "_sqlite3", "subprocess", "uuid", "queuectl.store")
+HEAVY = (
+    "click",
+    "psycopg",
+    "sqlite3",
+    "_sqlite3",
+    "subprocess",
+    "uuid",
+    "queuectl.store",
+    "shtab",  # only `queuectl completion` writes scripts
+)
 
 
 def _commands(

@@ -75,6 +75,8 @@ class AddOption(NamedTuple):
     convert: Callable[[str], Any]  # one value's text -> the field's value (or one part of it)
     # Repeatable options: the converted parts -> the field's value, in the order given.
     combine: Callable[[list[Any]], Any] | None = None
+    # What the shells complete the value to (as queuectl.cli.names.Option.complete).
+    complete: str | None = None
 
     @property
     def dest(self) -> str:
@@ -112,7 +114,14 @@ ADD_OPTIONS = (
         "runs in all before the DLQ (default: config max_retries)",
         _integer,
     ),
-    AddOption("--cwd", "cwd", "DIR", "where the command runs (default: here)", _directory),
+    AddOption(
+        "--cwd",
+        "cwd",
+        "DIR",
+        "where the command runs (default: here)",
+        _directory,
+        complete="directory",
+    ),
     AddOption(
         "--env",
         "env",

@@ -3,19 +3,22 @@
 Start-up time matters: one `queuectl enqueue` (or `add`) process per job is a
 common pattern, and the enqueue itself (one INSERT, one fsync) takes about a
 millisecond. So the common forms of `enqueue` and `add` are read here by hand
-(_plain_enqueue, _plain_add): argparse, with the gettext, locale and shutil it imports
-and the parser it builds, costs several times that. Everything else, help and
-every error included, goes to the argparse parser (queuectl.cli.parser), so
-usage lines, `Error:` lines and exit codes are argparse's as before. Each
-handler module is imported when its command runs, and it imports only what
-that command needs; nothing on the enqueue path imports `typing` (see
-queuectl/records.py).
+(_plain_enqueue, _plain_add): argparse, with the gettext, locale and shutil it
+imports and the parser it builds, costs several times that. The options they
+read are argparse's, declared once (queuectl.cli.names; add's in
+queuectl.cli.add). Everything else, help and every error included, goes to the
+argparse parser (queuectl.cli.parser), so usage lines, `Error:` lines and exit
+codes are argparse's as before. Each handler module is imported when its
+command runs, and it imports only what that command needs; nothing on the
+enqueue path imports `typing` (see queuectl/records.py).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from queuectl.cli.names import ENQUEUE_OPTIONS, GLOBAL_OPTIONS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see queuectl.records)
 if TYPE_CHECKING:
@@ -24,14 +27,13 @@ if TYPE_CHECKING:
 
     from queuectl.cli.add import AddRequest
     from queuectl.cli.enqueue import EnqueueRequest
+    from queuectl.cli.names import Option
 
-# The options _plain_enqueue reads: option -> (what it sets, whether a value follows).
-_GLOBAL_OPTIONS = {"--db": ("db", True), "--debug": ("debug", False)}
-# After `enqueue`: its own, and the global ones (argparse takes them after a command too).
+# The options the readers take, by flag: the global ones before the command; after
+# `enqueue`, its own and the global ones (argparse takes them after a command too).
+_GLOBAL_OPTIONS = {flag: option for option in GLOBAL_OPTIONS for flag in option.flags}
 _ENQUEUE_OPTIONS = {
-    "--file": ("file", True),
-    "-f": ("file", True),
-    "--json": ("json", False),
+    **{flag: option for option in ENQUEUE_OPTIONS for flag in option.flags},
     **_GLOBAL_OPTIONS,
 }
 
@@ -54,16 +56,25 @@ def _plain_command(argv: list[str]) -> tuple[str, dict[str, str], list[str]] | N
         index += 1
         if arg not in _GLOBAL_OPTIONS:
             return arg, given, argv[index:]
-        dest, takes_value = _GLOBAL_OPTIONS[arg]
-        if dest in given:
-            return None  # argparse's rule for a repeat (the last wins)
-        if not takes_value:
-            given[dest] = ""
-        elif index < len(argv) and _is_value(argv[index]):
-            given[dest] = argv[index]
-            index += 1
-        else:
-            return None  # argparse's "expected one argument"
+        taken = _take(_GLOBAL_OPTIONS[arg], argv, index, given)
+        if taken is None:
+            return None
+        index = taken
+    return None
+
+
+def _take(option: Option, argv: list[str], index: int, given: dict[str, str]) -> int | None:
+    """Record `option`, found before argv[index], in `given` (its value, "" for a flag);
+    the index after it, or None where argparse must decide: a repeat (argparse's rule
+    is that the last wins) or a missing value (argparse's "expected one argument")."""
+    if option.dest in given:
+        return None
+    if not option.takes_value:
+        given[option.dest] = ""
+        return index
+    if index < len(argv) and _is_value(argv[index]):
+        given[option.dest] = argv[index]
+        return index + 1
     return None
 
 
@@ -86,16 +97,10 @@ def _plain_enqueue(argv: list[str]) -> EnqueueRequest | None:
         arg = words[index]
         index += 1
         if arg in _ENQUEUE_OPTIONS:
-            dest, takes_value = _ENQUEUE_OPTIONS[arg]
-            if dest in given:
+            taken = _take(_ENQUEUE_OPTIONS[arg], words, index, given)
+            if taken is None:
                 return None
-            if not takes_value:
-                given[dest] = ""
-            elif index < len(words) and _is_value(words[index]):
-                given[dest] = words[index]
-                index += 1
-            else:
-                return None
+            index = taken
         elif job is None and not arg.startswith("-"):
             job = arg
         else:

@@ -11,9 +11,15 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, NoReturn
 
+    # What the shells complete a value to, by kind ("file", "job", ...): each kind's
+    # shtab completer, given by the scripts' writer (queuectl.cli.completion) alone.
+    Completers = Mapping[str, object]
+
 from queuectl import __version__
+from queuectl.cli.names import COMMANDS, ENQUEUE_OPTIONS, GLOBAL_OPTIONS, Option
 
 STATES = ("pending", "processing", "completed", "failed", "dead")
 
@@ -181,39 +187,61 @@ _STATES_HELP = """States:
 """
 
 
-def _global_options(parser: argparse.ArgumentParser, *, listed: bool) -> None:
+def _completes(action: argparse.Action, kind: str | None, completers: Completers | None) -> None:
+    """Mark what `action`'s value completes to, as shtab reads it (its `.complete`)."""
+    if kind is not None and completers is not None:
+        action.complete = completers[kind]  # type: ignore[attr-defined]
+
+
+def _add_option(
+    parser: argparse.ArgumentParser,
+    option: Option,
+    completers: Completers | None,
+    **overrides: Any,
+) -> None:
+    """An option of queuectl.cli.names, as main's readers take it."""
+    kwargs: dict[str, Any] = {"help": option.help}
+    if option.takes_value:
+        kwargs["metavar"] = option.metavar
+    else:
+        kwargs["action"] = "store_true"
+    action = parser.add_argument(*option.flags, **{**kwargs, **overrides})
+    _completes(action, option.complete, completers)
+
+
+def _global_options(
+    parser: argparse.ArgumentParser, completers: Completers | None, *, listed: bool
+) -> None:
     """--db and --debug, taken before the command and after it (`queuectl list --db X`).
 
     Each command's parser has its own copy, listed only in the top-level help. SUPPRESS
     as the default: a copy that is not given leaves what was given before the command.
     """
-    parser.add_argument(
-        "--db",
-        metavar="PATH|URL",
-        default=None if listed else argparse.SUPPRESS,
-        help="database: a file path, sqlite:///path or postgresql://... "
-        "(before or after the command)"
-        if listed
-        else argparse.SUPPRESS,
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=False if listed else argparse.SUPPRESS,
-        help="show tracebacks on errors" if listed else argparse.SUPPRESS,
-    )
+    for option in GLOBAL_OPTIONS:
+        if listed:
+            _add_option(parser, option, completers)
+        else:
+            _add_option(
+                parser, option, completers, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    only: str | None = None, completers: Completers | None = None
+) -> argparse.ArgumentParser:
     """The whole command tree, or with `only`, just that top-level command.
 
     Each parser argparse builds costs start-up time (its gettext lookups alone
     are about a quarter of a millisecond a string), so a plain run builds only
-    the command it runs; help and completion build everything.
+    the command it runs; help and completion build everything. `completers`:
+    what the shells complete each kind of value to (see _completes).
     """
 
     def wanted(name: str) -> bool:
         return only is None or only == name
+
+    def completes(action: argparse.Action, kind: str | None) -> None:
+        _completes(action, kind, completers)
 
     parser = _Parser(
         prog="queuectl",
@@ -228,7 +256,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         + _EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"queuectl {__version__}")
-    _global_options(parser, listed=True)
+    _global_options(parser, completers, listed=True)
     # An explicit prog spares argparse building a help formatter (and importing shutil).
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser, prog="queuectl"
@@ -250,7 +278,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             name, description=help_text, epilog=epilog, **listed
         )
         sub.set_defaults(handler=handler)
-        _global_options(sub, listed=False)
+        _global_options(sub, completers, listed=False)
         if json_flag:
             sub.add_argument("--json", action="store_true", help="print JSON")
         return sub
@@ -289,10 +317,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument(
             "job", nargs="?", metavar="JSON", help='job spec, e.g. \'{"command":"echo hi"}\''
         )
-        sub.add_argument(
-            "--file", "-f", metavar="PATH", help="JSON Lines or a JSON array; - = stdin"
-        )
-        sub.add_argument("--json", action="store_true", help="print the ids as JSON")
+        for option in ENQUEUE_OPTIONS:
+            _add_option(sub, option, completers)
 
     if wanted("add"):
         from queuectl.cli.add import ADD_OPTIONS, USAGE
@@ -309,14 +335,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             ),
         )
         sub.usage = USAGE
-        for option in ADD_OPTIONS:
-            sub.add_argument(
-                option.flag,
-                dest=option.dest,
-                metavar=option.metavar,
-                help=option.help,
-                action="store" if option.combine is None else "append",
+        for add_option in ADD_OPTIONS:
+            action = sub.add_argument(
+                add_option.flag,
+                dest=add_option.dest,
+                metavar=add_option.metavar,
+                help=add_option.help,
+                action="store" if add_option.combine is None else "append",
             )
+            completes(action, add_option.complete)
         sub.add_argument("--json", action="store_true", help='print the id as JSON: ["ID"]')
         sub.add_argument(
             "words",
@@ -404,8 +431,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             + "\n"
             + _examples("queuectl list --state failed", "queuectl list --limit 20 --json"),
         )
-        sub.add_argument(
-            "--state", "-s", type=_state, metavar="STATE", help="only jobs in this state"
+        completes(
+            sub.add_argument(
+                "--state", "-s", type=_state, metavar="STATE", help="only jobs in this state"
+            ),
+            "state",
         )
         sub.add_argument(
             "--limit", "-n", type=_non_negative_int, metavar="N", help="at most N jobs"
@@ -420,7 +450,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             True,
             epilog=_examples("queuectl show backup", "queuectl show backup --json"),
         )
-        sub.add_argument("id", metavar="ID")
+        completes(sub.add_argument("id", metavar="ID"), "job")
         sub.add_argument("--show-env", action="store_true", help="show env values (may be secrets)")
         sub.add_argument(
             "--no-output", action="store_true", help="without the last lines of the output"
@@ -438,7 +468,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 "queuectl wait --all --timeout 10m",
             ),
         )
-        sub.add_argument("ids", nargs="*", metavar="ID")
+        completes(sub.add_argument("ids", nargs="*", metavar="ID"), "job")
         sub.add_argument(
             "--all", action="store_true", help="the jobs waiting or running now (not later ones)"
         )
@@ -454,7 +484,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "captured output of a job",
             epilog=_examples("queuectl logs backup", "queuectl logs backup --attempt 1"),
         )
-        sub.add_argument("id", metavar="ID")
+        completes(sub.add_argument("id", metavar="ID"), "job")
         sub.add_argument(
             "--attempt", type=_positive_int, metavar="N", help="the Nth run, not the latest"
         )
@@ -487,7 +517,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             True,
             epilog=_examples("queuectl dlq retry backup", "queuectl dlq retry --all"),
         )
-        sub.add_argument("ids", nargs="*", metavar="ID")
+        completes(sub.add_argument("ids", nargs="*", metavar="ID"), "dead_job")
         sub.add_argument("--all", action="store_true", help="every dead job")
 
     if wanted("config"):
@@ -512,7 +542,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             True,
             epilog=_examples("queuectl config get backoff-base"),
         )
-        sub.add_argument("key", metavar="KEY")
+        completes(sub.add_argument("key", metavar="KEY"), "config_key")
         sub = command(
             config_commands,
             "set",
@@ -522,7 +552,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 "queuectl config set max-retries 5", "queuectl config set retention 7d"
             ),
         )
-        sub.add_argument("key", metavar="KEY")
+        completes(sub.add_argument("key", metavar="KEY"), "config_key")
         sub.add_argument("value", metavar="VALUE")
 
     if wanted("purge"):
@@ -536,12 +566,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 "queuectl purge --state completed --older-than 12h",
             ),
         )
-        sub.add_argument(
-            "--state",
-            action="append",
-            type=_final_state,
-            metavar="STATE",
-            help="completed or dead (default both)",
+        completes(
+            sub.add_argument(
+                "--state",
+                action="append",
+                type=_final_state,
+                metavar="STATE",
+                help="completed or dead (default both)",
+            ),
+            "final_state",
         )
         sub.add_argument(
             "--older-than", required=True, type=_duration, metavar="AGE", help="e.g. 7d, 12h, 30m"
@@ -556,7 +589,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "copy the live database",
             epilog=_examples("queuectl backup /var/backups/queue.db"),
         )
-        sub.add_argument("path", metavar="PATH", help="a new file")
+        completes(sub.add_argument("path", metavar="PATH", help="a new file"), "file")
 
     if wanted("doctor"):
         command(
@@ -626,35 +659,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = (
-    "init-db",
-    "enqueue",
-    "add",
-    "worker",
-    "status",
-    "list",
-    "show",
-    "wait",
-    "logs",
-    "dlq",
-    "config",
-    "stats",
-    "dashboard",
-    "completion",
-    "purge",
-    "backup",
-    "doctor",
-)
-
-
 def _command_named(argv: list[str]) -> str | None:
     """The top-level command in argv, if it can be told without parsing; else None."""
     if any(arg in ("-h", "--help") for arg in argv):
         return None
+    takes_value = {flag for option in GLOBAL_OPTIONS if option.takes_value for flag in option.flags}
     index = 0
     while index < len(argv) and argv[index].startswith("-"):
-        index += 2 if argv[index] == "--db" else 1
-    if index < len(argv) and argv[index] in _COMMANDS:
+        index += 2 if argv[index] in takes_value else 1
+    if index < len(argv) and argv[index] in COMMANDS:
         return argv[index]
     return None
 

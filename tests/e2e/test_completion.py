@@ -43,8 +43,10 @@ def bash_script(env: dict[str, str], tmp_path: Path) -> Path:
 def bash_complete(script: Path, env: dict[str, str], line: str) -> list[str]:
     """Candidates bash offers for `line` (the last word is the one being completed)."""
     words = line.split(" ")
+    # The function the script registers for queuectl (`complete -F FUNCTION queuectl`).
     program = (
-        'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _queuectl; '
+        'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+        'spec=$(complete -p queuectl); function=${spec##* -F }; "${function%% *}"; '
         'printf "%s\\n" "${COMPREPLY[@]}"'
     )
     result = subprocess.run(
@@ -122,6 +124,23 @@ def test_bash_completes_states(bash_script: Path, env: dict[str, str]) -> None:
     assert "--json" in bash_complete(bash_script, env, "queuectl list --state dead --j")
 
 
+def test_bash_completes_the_states_purge_takes(bash_script: Path, env: dict[str, str]) -> None:
+    assert bash_complete(bash_script, env, "queuectl purge --state ") == ["completed", "dead"]
+
+
+def test_bash_completes_paths_where_a_path_goes(bash_script: Path, env: dict[str, str]) -> None:
+    (bash_script.parent / "subdir").mkdir()
+    (bash_script.parent / "subfile.jsonl").write_text("")
+    both = ["subdir", "subfile.jsonl"]
+    assert sorted(bash_complete(bash_script, env, "queuectl backup sub")) == both
+    assert sorted(bash_complete(bash_script, env, "queuectl enqueue --file sub")) == both
+    assert sorted(bash_complete(bash_script, env, "queuectl --db sub")) == both
+    # --db after the command: accepted there, so its value is a path there too.
+    assert sorted(bash_complete(bash_script, env, "queuectl list --db sub")) == both
+    # A directory goes after --cwd: files are not offered.
+    assert bash_complete(bash_script, env, "queuectl add --cwd sub") == ["subdir"]
+
+
 def test_bash_completes_config_keys(bash_script: Path, env: dict[str, str]) -> None:
     keys = bash_complete(bash_script, env, "queuectl config set ")
     assert "max_retries" in keys
@@ -166,6 +185,43 @@ def test_zsh_script_is_generated(env: dict[str, str], tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completes(env: dict[str, str], tmp_path: Path) -> None:
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    (functions / "_queuectl").write_text(_queuectl(env, "completion", "zsh"))
+    for job_id in ("alpha-1", "alpha-2"):
+        _queuectl(env, "enqueue", f'{{"id": "{job_id}", "command": "true"}}')
+
+    def complete(line: str) -> list[str]:
+        """What zsh offers for TAB after `line` (tests/e2e/zsh_complete.zsh), sorted."""
+        result = subprocess.run(
+            ["zsh", str(Path(__file__).with_name("zsh_complete.zsh")), str(functions), line],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return sorted(set(result.stdout.splitlines()))
+
+    assert complete("queuectl wor") == ["worker"]
+    assert complete("queuectl worker ") == ["start", "stop"]  # never the hidden `run`
+    assert complete("queuectl list --state ") == sorted(STATES)
+    assert complete("queuectl purge --state ") == ["completed", "dead"]
+    assert "max_retries" in complete("queuectl config set ")
+    assert complete("queuectl config set max_retries ") == []
+    assert complete("queuectl show ") == ["alpha-1", "alpha-2"]
+    assert complete("queuectl wait alpha-1 ") == ["alpha-1", "alpha-2"]  # every ID of ID...
+    assert complete("queuectl add --cwd func") == ["functions"]
+    # Global options: offered before the command only, recognised after it too.
+    assert "--db" in complete("queuectl --")
+    assert "--db" not in complete("queuectl list --")
+    assert complete("queuectl completion --db /tmp/x.db ") == ["bash", "fish", "zsh"]
+    assert "max_retries" in complete("queuectl config set --db /tmp/x.db ")
+
+
 def test_fish_script_is_generated(env: dict[str, str]) -> None:
     script = _queuectl(env, "completion", "fish")
     for name in [*TOP_LEVEL, "start", "stop", "retry", "max_retries", *STATES]:
@@ -202,3 +258,6 @@ def test_fish_completes(env: dict[str, str], tmp_path: Path) -> None:
     assert "max_retries" in complete("queuectl config set ")
     assert complete("queuectl config set max_retries ") == []
     assert complete("queuectl show ") == ["alpha-1"]
+    assert complete("queuectl purge --state ") == ["completed", "dead"]
+    # --db after the command: its value is not taken for the command's positional.
+    assert complete("queuectl completion --db /tmp/x.db ") == ["bash", "zsh", "fish"]

@@ -172,6 +172,7 @@ def test_generated_ids_and_the_default_database(tmp_path: Path) -> None:
 # these are what made it cost tens of milliseconds (see docs/DECISIONS.md).
 NOT_ON_THE_ENQUEUE_PATH = (
     "argparse",
+    "shtab",
     "gettext",
     "locale",
     "shutil",

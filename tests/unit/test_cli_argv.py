@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from queuectl.cli import names
 from queuectl.cli.add import request_from
 from queuectl.cli.main import _plain_add, _plain_enqueue
-from queuectl.cli.parser import parse
+from queuectl.cli.parser import build_parser, parse
 
 JOB = '{"command": "true"}'
 
@@ -264,3 +265,27 @@ _ADD_ARGV = st.tuples(
 @given(argv=_ADD_ARGV)
 def test_whatever_the_add_reader_accepts_argparse_reads_the_same(argv: list[str]) -> None:
     _agree_add(argv)
+
+
+# --- one declaration ----------------------------------------------------------------------
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+def _flags(parser: argparse.ArgumentParser) -> list[str]:
+    return [flag for action in parser._actions for flag in action.option_strings]
+
+
+def test_the_readers_and_argparse_share_one_declaration() -> None:
+    """The command names and the options main reads are declared once (queuectl.cli.names):
+    a command or option added to argparse is one the readers know of, and the reverse."""
+    parser = build_parser()
+    assert list(_subcommands(parser)) == list(names.COMMANDS)
+    global_flags = [flag for option in names.GLOBAL_OPTIONS for flag in option.flags]
+    assert _flags(parser) == ["-h", "--help", "--version", *global_flags]
+    enqueue_flags = [flag for option in names.ENQUEUE_OPTIONS for flag in option.flags]
+    enqueue = _subcommands(parser)["enqueue"]
+    assert sorted(_flags(enqueue)) == sorted(["-h", "--help", *global_flags, *enqueue_flags])
