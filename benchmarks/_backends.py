@@ -9,8 +9,9 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -21,19 +22,9 @@ from urllib.parse import urlsplit
 from queuectl.paths import DatabaseLocation, redact_url
 from queuectl.store import Store, open_store
 from queuectl.worker import procinfo
+from tests.helpers import queuectl_executable
 
 CLI_TIMEOUT = 600.0
-
-
-def queuectl_executable() -> str:
-    """The `queuectl` console script of this interpreter's environment."""
-    beside = Path(sys.executable).parent / "queuectl"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("queuectl")
-    if found is None:
-        raise SystemExit("Error: no queuectl executable next to python or on PATH")
-    return found
 
 
 QUEUECTL = queuectl_executable()
@@ -64,6 +55,43 @@ class Database:
                 f"queuectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}"
             )
         return result
+
+    def configure(self, **settings: object) -> None:
+        """`queuectl config set KEY VALUE` for each setting."""
+        for key, value in settings.items():
+            self.cli("config", "set", key, f"{value:g}" if isinstance(value, float) else str(value))
+
+    def installed_env(self) -> dict[str, str]:
+        """`env` with bytecode cached outside the repository, as an installed queuectl has it
+        even where PYTHONDONTWRITEBYTECODE is set (an editable install would otherwise compile
+        every module it imports at each run)."""
+        env = {k: v for k, v in self.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.setdefault(
+            "PYTHONPYCACHEPREFIX",
+            os.path.join(tempfile.gettempdir(), f"queuectl-bench-pycache-{os.getuid()}"),
+        )
+        return env
+
+    def process_seconds(self, argv: list[str]) -> float:
+        """Seconds one process takes, start to exit, run as installed (`installed_env`).
+
+        A blocking wait, with a timer to kill a hung process: subprocess.run(timeout=...)
+        polls for the exit with sleeps that double up to 50 ms, which rounded every short
+        process up to about 15, 31, 63 or 113 ms.
+        """
+        env = self.installed_env()
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, env=env, cwd=self.home, stdout=subprocess.DEVNULL)
+        watchdog = threading.Timer(CLI_TIMEOUT, process.kill)
+        watchdog.start()
+        try:
+            returncode = process.wait()
+        finally:
+            watchdog.cancel()
+        elapsed = time.perf_counter() - started
+        if returncode != 0:
+            raise subprocess.CalledProcessError(returncode, argv)
+        return elapsed
 
     def store(self, *, durable: bool = True) -> Store:
         return open_store(self.location, durable=durable)

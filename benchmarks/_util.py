@@ -33,6 +33,12 @@ class Plan:
     memory_jobs: int
     memory_warmup: int
     claim_jobs: int
+    recovery_lease: float
+    capture_jobs: int
+    purge_jobs: int
+    stats_jobs: int
+    dashboard_jobs: int
+    requests: int
 
     @classmethod
     def full(cls) -> Plan:
@@ -53,6 +59,12 @@ class Plan:
             memory_jobs=20_000,
             memory_warmup=1_000,
             claim_jobs=12_000,
+            recovery_lease=5.0,
+            capture_jobs=2_000,
+            purge_jobs=100_000,
+            stats_jobs=1_000_000,
+            dashboard_jobs=100_000,
+            requests=20,
         )
 
     @classmethod
@@ -74,6 +86,12 @@ class Plan:
             memory_jobs=2_000,
             memory_warmup=200,
             claim_jobs=2_000,
+            recovery_lease=2.0,
+            capture_jobs=1_000,
+            purge_jobs=20_000,
+            stats_jobs=100_000,
+            dashboard_jobs=20_000,
+            requests=5,
         )
 
 
@@ -200,7 +218,7 @@ class Table:
 
     def render(self) -> str:
         rows = self._rows()
-        header = ["figure", *self.columns, "target (issue 5)"]
+        header = ["figure", *self.columns, "target"]
         body = [[label, *cells, self._targets.get(label, "")] for _, label, cells in rows]
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 

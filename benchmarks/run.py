@@ -1,4 +1,4 @@
-"""Print every figure of the performance issue (issue 5) in one table, measured in one run.
+"""Print every benchmark figure of queuectl in one table, measured in one run.
 
     .venv/bin/python benchmarks/run.py [--quick] [--runs N] [--backend sqlite|postgresql|both]
                                        [--pg-url URL] [--only 1,2,...]
@@ -26,28 +26,58 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
+# The repository root, last: `tests.helpers` holds the one lookup of the queuectl
+# executable that tests and benchmarks share; an installed queuectl still comes first.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+
 from _backends import QUEUECTL, Backend, PostgresBackend, SqliteBackend
 from _util import Plan, Row, Table, progress
-from sections import ceiling, claims, end_to_end, enqueue, memory, pickup, scale
+from sections import (
+    capture,
+    ceiling,
+    claims,
+    dashboard,
+    end_to_end,
+    enqueue,
+    memory,
+    pickup,
+    purge,
+    recovery,
+    scale,
+    schedule,
+    stats,
+    wakeups,
+)
 
 import queuectl
 
 Section = Callable[[Plan, Backend], list[Row]]
 
-# (number, title, measure, also on PostgreSQL)
-SECTIONS: list[tuple[str, str, Section, bool]] = [
-    ("2", "2. end-to-end", end_to_end.measure, True),
-    ("3", "3. pick-up latency", pickup.measure, True),
-    ("4", "4. enqueue", enqueue.measure, False),
-    ("5", "5. scale", scale.measure, True),
-    ("6", "6. worker memory", memory.measure, False),
-    ("7", "7. claim latency", claims.measure, True),
+BOTH = frozenset({"sqlite", "postgresql"})
+SQLITE = frozenset({"sqlite"})
+POSTGRESQL = frozenset({"postgresql"})
+
+# (number, title, measure, the backends it runs on); section 1 involves no queue.
+SECTIONS: list[tuple[str, str, Section, frozenset[str]]] = [
+    ("2", "2. end-to-end", end_to_end.measure, BOTH),
+    ("3", "3. pick-up latency", pickup.measure, BOTH),
+    ("4", "4. enqueue", enqueue.measure, SQLITE),
+    ("5", "5. scale", scale.measure, BOTH),
+    ("6", "6. worker memory", memory.measure, SQLITE),
+    ("7", "7. claim latency", claims.measure, BOTH),
+    ("8", "8. PostgreSQL wake-ups (PostgreSQL only)", wakeups.measure, POSTGRESQL),
+    ("9", "9. recovery after SIGKILL", recovery.measure, BOTH),
+    ("10", "10. scheduled jobs' lateness", schedule.measure, BOTH),
+    ("11", "11. output capture per job", capture.measure, BOTH),
+    ("12", "12. purge under load", purge.measure, BOTH),
+    ("13", "13. stats on a big history (SQLite only)", stats.measure, SQLITE),
+    ("14", "14. dashboard response times (SQLite only)", dashboard.measure, SQLITE),
 ]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 run, smaller sizes (~1 minute)")
+    parser.add_argument("--quick", action="store_true", help="1 run, smaller sizes")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; --quick: 1)")
     parser.add_argument(
         "--backend", choices=("sqlite", "postgresql", "both"), default="sqlite", help="store(s)"
@@ -127,11 +157,12 @@ def measure_all(
         rows = _guarded("1", partial(ceiling.measure, plan), notes)
         for backend in backends:  # no queue involved: the same figures for every column
             _record(table, backend.name, "1", "1. ceiling", rows)
-    for number, title, measure, on_postgres in SECTIONS:
+    for number, title, measure, runs_on in SECTIONS:
         if only is not None and number not in only:
             continue
         for backend in backends:
-            if backend.name == "postgresql" and not on_postgres:
+            if backend.name not in runs_on:
+                table.fill(backend.name, number, title, "-")
                 continue
             if backend.unavailable is not None:
                 table.fill(backend.name, number, title, backend.unavailable)
@@ -186,7 +217,10 @@ def main() -> int:
     print()
     print(table.render())
     print()
-    print("-: not measured on this backend (sections 4, 6 and the CLI rows of 5 are SQLite only)")
+    print(
+        "-: not measured on this backend (sections 4, 6, 13, 14 and the CLI rows of 5 are "
+        "SQLite only; 8 is PostgreSQL only)"
+    )
     if notes:
         print("\n".join(notes))
     return 130 if interrupted else 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from queuectl.cli.parser import build_parser
+from tests.helpers import queuectl_executable
 
-BIN = Path(sys.executable).parent
-QUEUECTL = str(BIN / "queuectl") if (BIN / "queuectl").exists() else shutil.which("queuectl")
+QUEUECTL = queuectl_executable()
 
 # Modules that only running a command may need, never parsing its arguments.
 HEAVY = (

@@ -10,47 +10,10 @@ compile every module it imports at each run).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
-import threading
-import time
 
 from _backends import QUEUECTL, Backend, Database
 from _util import Plan, Row, med, number, progress, summary, write_jobs
-
-
-def _installed_env(db: Database) -> dict[str, str]:
-    """db.env with bytecode cached outside the repository (as in tests/helpers.py)."""
-    env = {k: v for k, v in db.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.setdefault(
-        "PYTHONPYCACHEPREFIX",
-        os.path.join(tempfile.gettempdir(), f"queuectl-bench-pycache-{os.getuid()}"),
-    )
-    return env
-
-
-def _wall(argv: list[str], db: Database) -> float:
-    """Seconds one process takes, start to exit.
-
-    A blocking wait, with a timer to kill a hung process: subprocess.run(timeout=...)
-    polls for the exit with sleeps that double up to 50 ms, which rounded every short
-    process up to about 15, 31, 63 or 113 ms.
-    """
-    env = _installed_env(db)
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, cwd=db.home, stdout=subprocess.DEVNULL)
-    watchdog = threading.Timer(600, process.kill)
-    watchdog.start()
-    try:
-        returncode = process.wait()
-    finally:
-        watchdog.cancel()
-    elapsed = time.perf_counter() - started
-    if returncode != 0:
-        raise subprocess.CalledProcessError(returncode, argv)
-    return elapsed
 
 
 def single_enqueues(db: Database, count: int) -> tuple[float, float, float]:
@@ -58,9 +21,9 @@ def single_enqueues(db: Database, count: int) -> tuple[float, float, float]:
     interleaved."""
     enqueue, add, bare = [], [], []
     for _ in range(count):
-        enqueue.append(_wall([QUEUECTL, "enqueue", '{"command":"true"}'], db))
-        add.append(_wall([QUEUECTL, "add", "--", "true"], db))
-        bare.append(_wall([sys.executable, "-c", "pass"], db))
+        enqueue.append(db.process_seconds([QUEUECTL, "enqueue", '{"command":"true"}']))
+        add.append(db.process_seconds([QUEUECTL, "add", "--", "true"]))
+        bare.append(db.process_seconds([sys.executable, "-c", "pass"]))
     return 1000 * med(enqueue), 1000 * med(add), 1000 * med(bare)
 
 
@@ -70,7 +33,9 @@ def measure(plan: Plan, backend: Backend) -> list[Row]:
         progress(f"4. enqueue {backend.name} run {run + 1}/{plan.runs}")
         with backend.fresh() as db:
             path = write_jobs(db.home / "jobs.jsonl", plan.bulk_jobs)
-            bulk.append(plan.bulk_jobs / _wall([QUEUECTL, "enqueue", "--file", str(path)], db))
+            bulk.append(
+                plan.bulk_jobs / db.process_seconds([QUEUECTL, "enqueue", "--file", str(path)])
+            )
             one, one_added, nothing = single_enqueues(db, plan.single_enqueues)
             single.append(one)
             added.append(one_added)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
-QUEUECTL = str(BIN / "queuectl") if (BIN / "queuectl").exists() else shutil.which("queuectl")
+from tests.helpers import queuectl_executable
+
+QUEUECTL = queuectl_executable()
 STATES = ["pending", "processing", "completed", "failed", "dead"]
 TOP_LEVEL = ["init-db", "enqueue", "worker", "status", "list", "show", "wait", "dlq", "config"]
 
