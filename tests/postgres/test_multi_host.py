@@ -456,7 +456,7 @@ def test_a_schema_in_the_url_is_honoured(hosts: tuple[Host, Host], server: Serve
 def test_queuectl_pg_listen_0_makes_idle_workers_poll(
     db_url: str, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The switch benchmarks/pg_measure.py uses to compare wake-ups with polling."""
+    """The switch benchmark section 8 uses to compare wake-ups with polling."""
     store.enqueue([new_job("runnable")])
     for value, waits in (("1", False), ("0", True)):
         monkeypatch.setenv("QUEUECTL_PG_LISTEN", value)
