@@ -27,7 +27,6 @@ from queuectl.domain import (
 from queuectl.errors import DuplicateJob, JobNotFound, WrongState
 from queuectl.settings import Config
 from queuectl.store import Store, open_store
-from tests.conftest import StoreFactory
 from tests.helpers import (
     SUCCESS,
     claim_until_empty,
@@ -36,6 +35,7 @@ from tests.helpers import (
     wait_until,
     worker_info,
 )
+from tests.stores import StoreFactory
 
 UTC = timezone.utc
 # Short enough to keep the suite fast, long enough that a polling loop never misses it.

@@ -19,10 +19,10 @@ from typing import IO, Any, NamedTuple
 
 import pytest
 
-from tests.conftest import StoreFactory
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue, wait_exit
 from tests.helpers import CliResult, assert_error, queuectl_executable
 from tests.reliability.helpers import cli_database
+from tests.stores import StoreFactory
 
 NO_WORKER = "Warning: no worker is running for this database; start one with queuectl worker start"
 
