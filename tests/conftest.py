@@ -13,6 +13,7 @@ import pytest
 from queuectl.paths import DatabaseLocation
 from queuectl.store import Store
 from tests import helpers
+from tests.e2e.worker_helpers import Queue, fresh_queue
 from tests.stores import StoreFactory, postgres_schema
 
 
@@ -44,6 +45,15 @@ def queuectl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def run_cli(queuectl_home: Path) -> Callable[..., helpers.CliResult]:
     """Run the real `queuectl` executable in the test's own QUEUECTL_HOME."""
     return helpers.run_cli
+
+
+@pytest.fixture
+def queue(queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
+    """A SQLite queue in QUEUECTL_HOME, driven through the CLI, with the fast settings
+    (lease 2 s, poll 0.2 s, backoff base 1); on exit every worker is stopped and every
+    process of the home killed. Modules needing another kind of queue define their own."""
+    with fresh_queue(queuectl_home, tmp_path / "files") as q:
+        yield q
 
 
 @pytest.fixture

@@ -71,13 +71,6 @@ def backend(queuectl_home: Path, tmp_path: Path, store_factory: StoreFactory) ->
         queue.cli("worker", "stop", "--force", "--timeout", "20", env=env, check=False, timeout=40)
 
 
-@pytest.fixture
-def queue(queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
-    """SQLite only, for what does not depend on the store."""
-    with fresh_queue(queuectl_home, tmp_path / "files") as q:
-        yield q
-
-
 def read_line_within(stream: IO[str], seconds: float) -> str:
     """The next line of a child's pipe, or fail after `seconds`."""
     ready, _, _ = select.select([stream], [], [], seconds)
