@@ -1,4 +1,5 @@
-"""Helpers the test modules import (fixtures live in conftest.py)."""
+"""Helpers the test modules import (fixtures live in conftest.py; test databases and the
+store factory in stores.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-import pytest
-
 from queuectl.domain import Claim, Outcome, OutcomeKind, WorkerInfo
 from queuectl.paths import DatabaseLocation
 from queuectl.spec import NewJob
 from queuectl.store import open_store
+from tests.stores import pg_test_url
 
 T = TypeVar("T")
 
@@ -250,11 +250,7 @@ def live_worker_info(worker_id: str) -> WorkerInfo:
 def postgres_cli_url(prefix: str) -> Iterator[str]:
     """A fresh schema (named PREFIX_...) of the PostgreSQL test database, as a URL the CLI
     takes; dropped afterwards. Skips the test without QUEUECTL_TEST_PG_URL."""
-    url = os.environ.get("QUEUECTL_TEST_PG_URL")
-    if not url:  # the same rule as conftest's PostgreSQL fixture
-        if os.environ.get("CI"):
-            pytest.fail("QUEUECTL_TEST_PG_URL must be set in CI (.ci/run sets it)")
-        pytest.skip("QUEUECTL_TEST_PG_URL is not set: PostgreSQL tests skipped")
+    url = pg_test_url("PostgreSQL tests")
     import psycopg
     from psycopg import sql
 
@@ -269,3 +265,18 @@ def postgres_cli_url(prefix: str) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
+
+
+# A minute boundary (30,000,000 minutes since the epoch): where an injected clock starts.
+CLOCK_START = 1_800_000_000.0
+
+
+class Clock:
+    """A store clock (seconds since the epoch) that moves only when the test sets `now`;
+    SQLite stores take it as `clock=`, so times come out exact."""
+
+    def __init__(self, now: float = CLOCK_START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

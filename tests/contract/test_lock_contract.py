@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from queuectl.errors import OperationFailed
-from tests.conftest import StoreFactory
 from tests.contract.store_calls import every_call, interface_methods, prepare
+from tests.stores import StoreFactory
 
 # Long enough for a waiter to meet the lock several times, short for the suite.
 HOLD = 0.15

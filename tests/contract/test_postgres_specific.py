@@ -26,8 +26,8 @@ from queuectl.domain import JobState
 from queuectl.errors import InvalidInput, OperationFailed, StoreUnavailable
 from queuectl.paths import DatabaseLocation, resolve_database
 from queuectl.store import open_store
-from tests.conftest import PG_URL_VARIABLE, _postgres_location
 from tests.helpers import SUCCESS, fail, new_job, worker_info
+from tests.stores import PG_URL_VARIABLE
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -42,9 +42,9 @@ SECRET = "secretpw"
 
 
 @pytest.fixture
-def location(request: pytest.FixtureRequest) -> Iterator[DatabaseLocation]:
-    """A fresh database (dropped afterwards); no store opened on it yet."""
-    yield from _postgres_location(request)
+def location(postgres_location: DatabaseLocation) -> DatabaseLocation:
+    """A fresh schema (dropped afterwards); no store opened on it yet."""
+    return postgres_location
 
 
 @pytest.fixture

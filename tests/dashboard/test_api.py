@@ -41,13 +41,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer
     assert dashboard.stop() == 0, "SIGTERM should stop the dashboard cleanly"
 
 
-@pytest.fixture
-def store(server: DashboardServer) -> Iterator[InsightsStore]:
-    store = server.store()
-    yield store
-    store.close()
-
-
 def run_job(
     store: InsightsStore,
     job_id: str,

@@ -71,13 +71,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardServer
     dashboard.stop()
 
 
-@pytest.fixture
-def store(server: DashboardServer) -> Iterator[InsightsStore]:
-    store = server.store()
-    yield store
-    store.close()
-
-
 class Tab:
     """A page plus what it reported: dialogs (alert) and script errors."""
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import StoreFactory
 from tests.helpers import CliResult, assert_error, parse_ts
 from tests.reliability.helpers import cli_database
+from tests.stores import StoreFactory
 
 Cli = Callable[..., CliResult]
 

@@ -19,10 +19,10 @@ from typing import IO, Any, NamedTuple
 
 import pytest
 
-from tests.conftest import StoreFactory
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue, wait_exit
 from tests.helpers import CliResult, assert_error, queuectl_executable
 from tests.reliability.helpers import cli_database
+from tests.stores import StoreFactory
 
 NO_WORKER = "Warning: no worker is running for this database; start one with queuectl worker start"
 
@@ -69,13 +69,6 @@ def backend(queuectl_home: Path, tmp_path: Path, store_factory: StoreFactory) ->
     with fresh_queue(queuectl_home, tmp_path / "files") as queue:
         yield Backend(queue, env, store_factory.backend)
         queue.cli("worker", "stop", "--force", "--timeout", "20", env=env, check=False, timeout=40)
-
-
-@pytest.fixture
-def queue(queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
-    """SQLite only, for what does not depend on the store."""
-    with fresh_queue(queuectl_home, tmp_path / "files") as q:
-        yield q
 
 
 def read_line_within(stream: IO[str], seconds: float) -> str:

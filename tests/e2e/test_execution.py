@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from tests.e2e.execution_helpers import (
 from tests.e2e.worker_helpers import (
     Queue,
     epoch,
-    fresh_queue,
     sleepers,
     stream_lines,
     unique_token,
@@ -41,12 +39,6 @@ from tests.e2e.worker_helpers import (
 from tests.helpers import RUN_KEYS, assert_error, wait_until
 
 DEFAULT_OUTPUT_LIMIT = 1024 * 1024
-
-
-@pytest.fixture
-def queue(queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
-    with fresh_queue(queuectl_home, tmp_path / "files") as q:
-        yield q
 
 
 def duration(run: dict[str, object]) -> float:

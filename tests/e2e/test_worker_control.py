@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from queuectl.worker.runtime import host_name
 from tests.e2e.worker_helpers import (
     Queue,
     assert_stays,
-    fresh_queue,
     group_members,
     is_running,
     parse_pids,
@@ -30,12 +28,6 @@ from tests.e2e.worker_helpers import (
     wait_exit,
 )
 from tests.helpers import queuectl_executable, wait_until
-
-
-@pytest.fixture
-def queue(queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
-    with fresh_queue(queuectl_home, tmp_path / "files") as q:
-        yield q
 
 
 def _running_job(queue: Queue, command: str, **fields: object) -> tuple[str, int]:

@@ -9,10 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from queuectl.domain import JobState
 from queuectl.paths import resolve_database
@@ -21,7 +17,6 @@ from tests.e2e.worker_helpers import (
     FAST_CONFIG,
     Queue,
     epoch,
-    fresh_queue,
     group_members,
     is_running,
     sleepers,
@@ -34,12 +29,6 @@ LEASE = float(FAST_CONFIG["lease_seconds"])
 POLL = float(FAST_CONFIG["poll_interval"])
 # Scheduling slack on a loaded two-CPU machine, on top of lease + one poll.
 MARGIN = 1.5
-
-
-@pytest.fixture
-def queue(queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
-    with fresh_queue(queuectl_home, tmp_path / "files") as q:
-        yield q
 
 
 def _worker_id(queue: Queue, pid: int) -> str:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,18 +20,11 @@ from queuectl.store import open_store
 from tests.e2e.worker_helpers import (
     Queue,
     epoch,
-    fresh_queue,
     group_members,
     sleepers,
     stream_lines,
     unique_token,
 )
-
-
-@pytest.fixture
-def queue(queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
-    with fresh_queue(queuectl_home, tmp_path / "files") as q:
-        yield q
 
 
 # --- the five scenarios ----------------------------------------------------------------------

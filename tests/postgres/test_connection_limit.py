@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL_VARIABLE
 from tests.e2e.worker_helpers import Queue, is_running, processes_of_home
+from tests.stores import PG_URL_VARIABLE, pg_test_url
 
 _FAILED_RE = re.compile(r"worker (w-[0-9a-f]+) \(pid (\d+)\) ")
 
@@ -49,11 +49,7 @@ def _limited_url(admin_url: str, limit: int) -> Iterator[str]:
 @pytest.fixture
 def limited(request: pytest.FixtureRequest, queuectl_home: Path, tmp_path: Path) -> Iterator[Queue]:
     """A queue whose database user may hold `request.param` connections at once."""
-    url = os.environ.get(PG_URL_VARIABLE)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_URL_VARIABLE} must be set in CI (.ci/run sets it)")
-        pytest.skip(f"{PG_URL_VARIABLE} is not set: PostgreSQL connection limit tests skipped")
+    url = pg_test_url("PostgreSQL connection limit tests")
     for db_url in _limited_url(url, request.param):
         queue = LimitedQueue(queuectl_home, tmp_path / "files", db_url)
         try:

@@ -18,7 +18,6 @@ import collections
 import concurrent.futures
 import getpass
 import json
-import os
 import shlex
 import time
 import urllib.parse
@@ -33,7 +32,6 @@ import pytest
 from queuectl.domain import Job, JobState, Run
 from queuectl.paths import resolve_database
 from queuectl.store import Store, open_store
-from tests.conftest import PG_URL_VARIABLE
 from tests.e2e.worker_helpers import (
     Queue,
     is_running,
@@ -42,6 +40,7 @@ from tests.e2e.worker_helpers import (
     stream_lines,
 )
 from tests.helpers import CliResult, new_job, run_cli_concurrently, wait_until
+from tests.stores import pg_test_url
 
 # Used as the URL's password unless QUEUECTL_TEST_PG_URL has one of its own.
 DEFAULT_SECRET = "s3cretpw"
@@ -98,11 +97,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    url = os.environ.get(PG_URL_VARIABLE)
-    if not url:  # the same rule as conftest's PostgreSQL fixture
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_URL_VARIABLE} must be set in CI (.ci/run sets it)")
-        pytest.skip(f"{PG_URL_VARIABLE} is not set: PostgreSQL multi-host tests skipped")
+    url = pg_test_url("PostgreSQL multi-host tests")
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict

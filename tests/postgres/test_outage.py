@@ -9,7 +9,6 @@ Skipped without QUEUECTL_TEST_PG_URL.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 import urllib.parse
@@ -23,9 +22,9 @@ import pytest
 from queuectl.domain import HeartbeatReply, JobState
 from queuectl.errors import StoreUnavailable
 from queuectl.store.postgres import PostgresStore
-from tests.conftest import PG_URL_VARIABLE
 from tests.e2e.worker_helpers import Queue, is_running, stream_lines
 from tests.helpers import SUCCESS, CliResult, new_job, worker_info
+from tests.stores import pg_test_url
 
 LEASE = 1.0
 # Scheduling slack on a loaded two-CPU machine.
@@ -82,11 +81,7 @@ class Outage:
 
 @pytest.fixture(scope="module")
 def outage() -> Iterator[Outage]:
-    url = os.environ.get(PG_URL_VARIABLE)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_URL_VARIABLE} must be set in CI (.ci/run sets it)")
-        pytest.skip(f"{PG_URL_VARIABLE} is not set: PostgreSQL outage tests skipped")
+    url = pg_test_url("PostgreSQL outage tests")
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict

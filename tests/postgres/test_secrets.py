@@ -18,20 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL_VARIABLE
 from tests.dashboard.server import free_port
 from tests.helpers import CliResult, _cli_environment, queuectl_executable, run_cli
+from tests.stores import PG_URL_VARIABLE, pg_test_url
 
 SECRET = "Pw-7f3a9c"
 TOKEN = "dashboard-token-5b1e0d42c8"
 
 
 def _server() -> dict[str, str]:
-    url = os.environ.get(PG_URL_VARIABLE)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_URL_VARIABLE} must be set in CI (.ci/run sets it)")
-        pytest.skip(f"{PG_URL_VARIABLE} is not set: PostgreSQL secrets tests skipped")
+    url = pg_test_url("PostgreSQL secrets tests")
     from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(url)

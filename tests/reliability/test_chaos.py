@@ -22,7 +22,6 @@ from collections import Counter, defaultdict
 
 from queuectl.domain import JobState, Run
 from queuectl.store import Store
-from tests.conftest import StoreFactory
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, processes_of_home, sleepers, unique_token
 from tests.reliability.helpers import (
     SOAK,
@@ -35,6 +34,7 @@ from tests.reliability.helpers import (
     report,
     worker_processes,
 )
+from tests.stores import StoreFactory
 
 JOBS = 5000 if SOAK else 1000
 WORKERS = 4

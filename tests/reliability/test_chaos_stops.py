@@ -20,7 +20,6 @@ from collections import defaultdict
 
 from queuectl.domain import JobState
 from queuectl.store import Store
-from tests.conftest import StoreFactory
 from tests.e2e.worker_helpers import Queue, is_running
 from tests.reliability.helpers import (
     SOAK,
@@ -30,6 +29,7 @@ from tests.reliability.helpers import (
     popen_cli,
     report,
 )
+from tests.stores import StoreFactory
 
 JOBS = 600 if SOAK else 120
 WORKERS = 4

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from queuectl.store import Store
-from tests.conftest import StoreFactory
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, is_running, sleepers, unique_token
 from tests.helpers import queuectl_executable
 from tests.reliability.helpers import cli_database, cmdline_of, log_problems
+from tests.stores import StoreFactory
 
 
 @dataclass

@@ -19,23 +19,6 @@ from tests.helpers import new_job, worker_info
 HOST = socket.gethostname()
 
 
-class Clock:
-    now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> SqliteStore:
-    return SqliteStore(tmp_path / "queue.db", clock=clock)
-
-
 def held_by_dead_worker(store: SqliteStore, count: int, host: str = HOST) -> list[str]:
     """Jobs claimed in one go by a worker whose lease then runs out."""
     store.enqueue([new_job(f"job{i}", max_retries=1) for i in range(count)])

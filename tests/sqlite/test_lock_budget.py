@@ -17,8 +17,8 @@ import pytest
 from queuectl.errors import StoreUnavailable
 from queuectl.store import open_store
 from queuectl.store.sqlite import SqliteStore
-from tests.conftest import StoreFactory
 from tests.contract.store_calls import every_call, interface_methods, prepare
+from tests.stores import StoreFactory
 
 BUDGET = 0.2
 

@@ -4,7 +4,6 @@ go backwards, the migration's backfill, and query plans that never scan the jobs
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,35 +13,13 @@ from queuectl.store.run_stats import STATS_RETENTION_MINUTES
 from queuectl.store.sqlite import SqliteStore
 from queuectl.store.sqlite_insights import _OLDEST_WAITING_SQL
 from queuectl.store.sqlite_schema import MIGRATIONS
-from tests.helpers import SUCCESS, fail, new_job, worker_info
-
-START = 1_800_000_000.0  # a minute boundary: 30,000,000 minutes since the epoch
+from tests.helpers import CLOCK_START, SUCCESS, Clock, fail, new_job, worker_info
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "queue.db"
-
-
-@pytest.fixture
-def store(db_path: Path, clock: Clock) -> Iterator[SqliteStore]:
-    store = SqliteStore(db_path, clock=clock)
+@pytest.fixture(autouse=True)
+def worker_w(store: SqliteStore) -> None:
+    """The worker that `run` claims as, registered before the test begins."""
     store.register_worker(worker_info("w"))
-    yield store
-    store.close()
 
 
 def run(store: SqliteStore, clock: Clock, seconds: float, *, succeed: bool = True) -> str:
@@ -60,7 +37,7 @@ def test_the_window_counts_only_runs_that_ended_inside_it(store: SqliteStore, cl
     clock.now += 600
     run(store, clock, 0.3)  # minute 10
     run(store, clock, 4.0, succeed=False)  # minute 10
-    clock.now = START + 30 * 60 + 5
+    clock.now = CLOCK_START + 30 * 60 + 5
     stats = store.stats(25 * 60)  # from minute 5 to minute 30
     assert (stats.runs.completed, stats.runs.failed) == (1, 1)
     assert len(stats.per_minute) == 26
@@ -130,7 +107,7 @@ def test_migration_counts_the_runs_recorded_before_it(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
     MIGRATIONS[0][2](conn)
-    now_us = int(START * 1_000_000)
+    now_us = int(CLOCK_START * 1_000_000)
     conn.execute(
         "INSERT INTO jobs (id, command, state, attempts, max_retries, run_at, cwd, created_at,"
         " updated_at, runs_total) VALUES ('done', 'true', 'completed', 1, 3, 0, '/', 0, 0, 1),"
@@ -150,7 +127,7 @@ def test_migration_counts_the_runs_recorded_before_it(tmp_path: Path) -> None:
     conn.execute("COMMIT")
     conn.close()
 
-    store = SqliteStore(path, clock=lambda: START + 120)
+    store = SqliteStore(path, clock=lambda: CLOCK_START + 120)
     try:
         totals = store.run_totals()
         assert (totals.completed, totals.retries, totals.dead_lettered) == (1, 1, 1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,34 +16,7 @@ from queuectl.errors import StoreUnavailable
 from queuectl.store.sqlite import SqliteStore
 from queuectl.store.sqlite_schema import LATEST_VERSION
 from queuectl.timeutil import from_micros
-from tests.helpers import SUCCESS, fail, new_job, worker_info
-
-START = 1_800_000_000.0  # a fixed "now" for the injected clock
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "queue.db"
-
-
-@pytest.fixture
-def store(db_path: Path, clock: Clock) -> Iterator[SqliteStore]:
-    store = SqliteStore(db_path, clock=clock)
-    yield store
-    store.close()
+from tests.helpers import CLOCK_START, SUCCESS, Clock, fail, new_job, worker_info
 
 
 def test_backoff_grows_as_base_to_the_n_capped(store: SqliteStore, clock: Clock) -> None:
@@ -77,7 +49,7 @@ def test_delay_is_measured_on_the_store_clock(store: SqliteStore) -> None:
     store.enqueue([new_job("a", delay=5.25)])
     job = store.get_job("a")
     assert job is not None
-    assert job.created_at == from_micros(int(START * 1_000_000))
+    assert job.created_at == from_micros(int(CLOCK_START * 1_000_000))
     assert job.run_at - job.created_at == timedelta(seconds=5.25)
 
 
