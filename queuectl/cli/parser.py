@@ -703,6 +703,12 @@ def _unrecognized(
     """argparse's "unrecognized arguments", and what the user probably meant."""
     message = f"unrecognized arguments: {' '.join(extras)}"
     options = [arg.partition("=")[0] for arg in extras if arg.startswith("-") and arg != "-"]
+    if path == ["add"] and getattr(args, "words", None) and options:
+        # `add ls -l`: the command's own options, taken for add's without `--`.
+        import shlex
+
+        words = shlex.join([*args.words, *extras])
+        return f"{message} (the command's options go after --: queuectl add -- {words})"
     if options:
         known = [name for action in parser._actions for name in action.option_strings]
         nearest = _nearest(options[0], known)

@@ -160,3 +160,13 @@ def test_an_unknown_command_lists_the_commands(run_cli: Callable[..., CliResult]
 def test_an_array_of_jobs_points_to_file(run_cli: Callable[..., CliResult]) -> None:
     error = _error_line(run_cli("enqueue", '[{"command": "true"}]'))
     assert "--file" in error
+
+
+def test_a_command_option_given_to_add_without_double_dash(
+    run_cli: Callable[..., CliResult],
+) -> None:
+    """`add ls -l`: -l is the command's, not add's; the error says where it goes, and
+    nothing is enqueued."""
+    error = _error_line(run_cli("add", "ls", "-l"))
+    assert "queuectl add -- ls -l" in error
+    assert json.loads(run_cli("list", "--json").stdout) == []
