@@ -162,13 +162,25 @@ class Worker:
             self._heartbeat_go.set()  # the heartbeat thread ends
             raise
         self._renewed_at = time.monotonic()
-        self._notes = scratch.OwnNotes(str(self.scratch), self.store.description)
-        # Kept open for life, never written: its closing is what tells the watchdog.
-        watchdog_pipe = watchdog.start(str(self.scratch))
-        self.capture = OutputCapture(
-            self.scratch / scratch.OUTPUT_FILE, self.store.config().output_limit
-        )
-        executor = Executor(self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set)
+        try:
+            self._notes = scratch.OwnNotes(str(self.scratch), self.store.description)
+            # Kept open for life, never written: its closing is what tells the watchdog.
+            watchdog_pipe = watchdog.start(str(self.scratch))
+            self.capture = OutputCapture(
+                self.scratch / scratch.OUTPUT_FILE, self.store.config().output_limit
+            )
+            executor = Executor(
+                self.scratch, self.capture, self._wakeup_read, self.flags.force.is_set
+            )
+        except BaseException:
+            # No job ran: nothing for a recoverer to read, no registration to leave.
+            self.flags.stop.set()
+            self.flags.exiting.set()
+            self._heartbeat_go.set()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            with contextlib.suppress(QueuectlError):
+                self.store.unregister_worker(self.id)
+            raise
         self._heartbeat_go.set()
         log.info("worker %s started (pid %d, host %s)", self.id, self.info.pid, self.host)
         done = 0

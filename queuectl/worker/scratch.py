@@ -164,8 +164,12 @@ class Sweeper:
         import shutil
 
         registered: set[str] | None = None
-        ended = []
-        for entry in os.scandir(self._root):
+        ended: list[str] = []
+        try:
+            entries = list(os.scandir(self._root))
+        except OSError:
+            return ended  # the directory was removed under the worker: nothing to sweep
+        for entry in entries:
             if entry.name == self._own_id:
                 continue
             try:

@@ -46,8 +46,10 @@ def start(scratch: str) -> int:
             start_new_session=True,
             # Nothing of the worker's environment (QUEUECTL_DB and the rest): it needs
             # none, and whatever looks for a queue's processes by QUEUECTL_HOME finds
-            # the worker and its jobs only.
-            env={key: os.environ[key] for key in _PYTHON_VARIABLES if key in os.environ},
+            # the worker and its jobs only. Where this queuectl is imported from is
+            # given, so that it needs neither an install nor the worker's directory.
+            env=_environment(),
+            cwd="/",  # holds no directory of the user's busy
         )
         launcher.wait()
     except BaseException:
@@ -58,8 +60,15 @@ def start(scratch: str) -> int:
     return write_end
 
 
-# What the interpreter needs to find queuectl where it is not installed.
-_PYTHON_VARIABLES = ("PYTHONPATH", "PYTHONHOME")
+def _environment() -> dict[str, str]:
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    environment = {"PYTHONPATH": os.pathsep.join(paths)}
+    if "PYTHONHOME" in os.environ:
+        environment["PYTHONHOME"] = os.environ["PYTHONHOME"]
+    return environment
+
+
 # $0 is the Python interpreter; "$@" the pipe's read end and the scratch directory.
 _DETACH = 'exec "$0" -m queuectl.worker.watchdog "$@" </dev/null >/dev/null &'
 
