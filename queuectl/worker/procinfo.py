@@ -9,28 +9,31 @@ import os
 import signal
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time, or None if there is no such process."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat from field 3 (state) on, or None if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return data[data.rindex(b")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time, or None if there is no such process."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def ancestors(pid: int) -> set[int]:
     """The pids of `pid`'s parent, its parent's parent, and so on up to init."""
     found: set[int] = set()
     while pid > 1:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                data = handle.read()
-        except OSError:
+        fields = _stat_fields(pid)
+        if fields is None:
             break
-        pid = int(data[data.rindex(b")") + 2 :].split()[1])
+        pid = int(fields[1])
         if pid in found:
             break
         found.add(pid)
@@ -55,12 +58,8 @@ def flock_holder(path: str | os.PathLike[str]) -> int | None:
 
 
 def _state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2 :].split()[0].decode()
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[0].decode()
 
 
 def is_alive(pid: int, expected_start: int) -> bool:
