@@ -31,6 +31,28 @@ def pg_test_url(tests: str = "PostgreSQL store tests") -> str:
     return url
 
 
+@contextlib.contextmanager
+def temporary_database(admin_url: str, name: str, owner: str | None = None) -> Iterator[str]:
+    """A new database `name` (owned by the role `owner`, if given) on the test server, for
+    tests that need a whole database (its own connection rules, outages, roles); dropped
+    afterwards, WITH (FORCE) ending the sessions a killed test left. Yields its name."""
+    import psycopg
+    from psycopg import sql
+
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if owner is not None:
+        create = sql.SQL("{} OWNER {}").format(create, sql.Identifier(owner))
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(create)
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 def postgres_schema() -> Iterator[DatabaseLocation]:
     """A fresh, empty schema of the test database for one test, dropped afterwards.
 

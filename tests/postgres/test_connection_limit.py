@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.worker_helpers import Queue, is_running, processes_of_home
-from tests.stores import PG_URL_VARIABLE, pg_test_url
+from tests.stores import PG_URL_VARIABLE, pg_test_url, temporary_database
 
 _FAILED_RE = re.compile(r"worker (w-[0-9a-f]+) \(pid (\d+)\) ")
 
@@ -30,19 +30,18 @@ def _limited_url(admin_url: str, limit: int) -> Iterator[str]:
     name = (
         f"{conninfo_to_dict(admin_url).get('dbname') or 'queuectl'}_limited_{uuid.uuid4().hex[:8]}"
     )
-    role, database = sql.Identifier(name), sql.Identifier(name)
+    role = sql.Identifier(name)
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(
             sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {}").format(role, sql.Literal(limit))
         )
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
     parts = urllib.parse.urlsplit(admin_url)
     host = parts.netloc.rpartition("@")[2]
     try:
-        yield urllib.parse.urlunsplit(parts._replace(netloc=f"{name}@{host}", path=f"/{name}"))
+        with temporary_database(admin_url, name, owner=name):
+            yield urllib.parse.urlunsplit(parts._replace(netloc=f"{name}@{host}", path=f"/{name}"))
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
 
 

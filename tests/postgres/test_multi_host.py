@@ -40,7 +40,7 @@ from tests.e2e.worker_helpers import (
     stream_lines,
 )
 from tests.helpers import CliResult, new_job, run_cli_concurrently, wait_until
-from tests.stores import pg_test_url
+from tests.stores import pg_test_url, temporary_database
 
 # Used as the URL's password unless QUEUECTL_TEST_PG_URL has one of its own.
 DEFAULT_SECRET = "s3cretpw"
@@ -98,20 +98,11 @@ class Server:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     url = pg_test_url("PostgreSQL multi-host tests")
-    import psycopg
-    from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
 
     dbname = f"queuectl_multihost_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    try:
+    with temporary_database(url, dbname):
         yield Server(conninfo_to_dict(url), dbname)
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-            )
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from queuectl.errors import StoreUnavailable
 from queuectl.store.postgres import PostgresStore
 from tests.e2e.worker_helpers import Queue, is_running, stream_lines
 from tests.helpers import SUCCESS, CliResult, new_job, worker_info
-from tests.stores import pg_test_url
+from tests.stores import pg_test_url, temporary_database
 
 LEASE = 1.0
 # Scheduling slack on a loaded two-CPU machine.
@@ -82,20 +82,11 @@ class Outage:
 @pytest.fixture(scope="module")
 def outage() -> Iterator[Outage]:
     url = pg_test_url("PostgreSQL outage tests")
-    import psycopg
-    from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
 
     dbname = f"{conninfo_to_dict(url).get('dbname') or 'queuectl'}_outage_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    try:
+    with temporary_database(url, dbname):
         yield Outage(url, dbname)
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-            )
 
 
 @pytest.fixture
