@@ -18,11 +18,14 @@ def open_cli_store(args: argparse.Namespace) -> Store:
     return open_store(resolve_database(args.db))
 
 
-def live_workers(store: Store) -> list[WorkerInfo]:
-    """Workers that heart-beat within the lease: what `status` lists and `wait` counts.
+def live_workers(store: Store, registered: list[WorkerInfo] | None = None) -> list[WorkerInfo]:
+    """Workers that heart-beat within the lease: what `status` lists, `wait` counts and
+    `worker stop --all-hosts` stops on other hosts. `registered`: the store's list of
+    workers, if the caller has it already.
 
     A worker killed without a chance to unregister counts until its lease runs out.
     """
     lease = store.config().lease_seconds
     now = store.now()
-    return [w for w in store.list_workers() if (now - w.heartbeat_at).total_seconds() < lease]
+    workers = store.list_workers() if registered is None else registered
+    return [w for w in workers if (now - w.heartbeat_at).total_seconds() < lease]

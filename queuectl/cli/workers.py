@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from queuectl.cli.context import open_cli_store
+from queuectl.cli.context import live_workers, open_cli_store
 from queuectl.domain import WorkerInfo
 from queuectl.errors import InvalidInput, StoreUnavailable
 from queuectl.escape import escape_lines, escape_text
@@ -63,14 +63,8 @@ def stop(args: argparse.Namespace) -> int:
     local = launcher.local_live_workers(registered, scratch_root(), database)
     remote: list[WorkerInfo] = []
     if args.all_hosts and store is not None:
-        lease = store.config().lease_seconds
-        now = store.now()
         local_ids = {w.id for w in local}
-        remote = [
-            w
-            for w in registered
-            if w.id not in local_ids and (now - w.heartbeat_at).total_seconds() < lease
-        ]
+        remote = [w for w in live_workers(store, registered) if w.id not in local_ids]
     if not local and not remote:
         print("No workers running.")
         return 0
