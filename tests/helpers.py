@@ -280,3 +280,18 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def read_until_closed(fd: int) -> bytes:
+    """Everything left to read on a pseudo-terminal's leader `fd` until the process on the
+    other end has closed it (Linux reports that as EIO, not as end of file)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -20,7 +20,7 @@ from typing import IO, Any, NamedTuple
 import pytest
 
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue, wait_exit
-from tests.helpers import CliResult, assert_error, queuectl_executable
+from tests.helpers import CliResult, assert_error, queuectl_executable, read_until_closed
 from tests.reliability.helpers import cli_database
 from tests.stores import StoreFactory
 
@@ -252,14 +252,7 @@ def test_status_watch_redraws_in_place_on_a_terminal_and_exits_0_on_sigint(queue
                 received += os.read(leader, 65536)
         watcher.send_signal(signal.SIGINT)
         assert wait_exit(watcher, 10) == 0
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            received += chunk
+        received += read_until_closed(leader)
     finally:
         os.close(leader)
         if watcher.poll() is None:

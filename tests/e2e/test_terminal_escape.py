@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.worker_helpers import FAST_CONFIG, Queue, fresh_queue, kill_quietly
-from tests.helpers import CliResult, assert_error, postgres_cli_url, queuectl_executable
+from tests.helpers import (
+    CliResult,
+    assert_error,
+    postgres_cli_url,
+    queuectl_executable,
+    read_until_closed,
+)
 
 # What a hostile string carries: colour, carriage return, backspace, 8-bit CSI, DEL, a bidi
 # override and isolate, a tab and a newline (which break a table row).
@@ -232,21 +238,13 @@ def _run_on_a_terminal(argv: list[str], environment: dict[str, str]) -> bytes:
         )
     finally:
         os.close(follower)
-    chunks = []
     try:
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the process closed its end
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        written = read_until_closed(leader)
     finally:
         os.close(leader)
         process.wait(timeout=30)
-    assert process.returncode == 0, b"".join(chunks)
-    return b"".join(chunks)
+    assert process.returncode == 0, written
+    return written
 
 
 def test_logs_escapes_on_a_terminal_and_passes_bytes_through_otherwise(tmp_path: Path) -> None:
